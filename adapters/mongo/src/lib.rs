@@ -1,0 +1,3 @@
+//! The MongoDB key store (issue: key storage).
+//!
+//! Empty until its issue lands; see README.md.

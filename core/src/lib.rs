@@ -1,0 +1,24 @@
+//! keyshard's protocol core: pure, deterministic state machines (Sans-IO).
+//!
+//! Nothing in this crate touches a socket, a file, a thread, the wall clock or the OS random
+//! number generator. Time arrives as an argument ([`time::Instant`]), randomness from a seed the
+//! caller injects ([`rng::Seed`]), and the same inputs in the same order give byte-identical
+//! outputs. `clippy.toml` in this crate bans the ambient alternatives; `.ci/run` checks it.
+//!
+//! The pieces:
+//! - [`session`]: the one [`session::Session`] interface every protocol run implements, its
+//!   inputs, outputs and failures, and the strict wire framing of session messages.
+//! - [`frost`]: FROST (RFC 9591) distributed key generation and threshold signing, generic over
+//!   `frost_core::Ciphersuite`, hardened against the gaps found in frost-core 3.0.0.
+//! - [`scheme`]: the signature schemes the product ships and their names on the wire.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod frost;
+pub mod ids;
+pub mod rng;
+pub mod scheme;
+pub mod session;
+pub mod time;
+pub mod transcript;

@@ -1,0 +1,3 @@
+//! The deterministic cluster simulator (issue: simulator and fuzzing).
+//!
+//! Empty until its issue lands; see README.md.
