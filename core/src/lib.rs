@@ -17,6 +17,7 @@
 
 pub mod frost;
 pub mod ids;
+pub mod persist;
 pub mod rng;
 pub mod scheme;
 pub mod session;
