@@ -15,8 +15,10 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod codec;
 pub mod frost;
 pub mod ids;
+pub mod node;
 pub mod persist;
 pub mod rng;
 pub mod scheme;

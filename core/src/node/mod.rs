@@ -1,0 +1,1781 @@
+//! The node state machine: Raft, the replicated registry, the task manager, and the sessions a
+//! node takes part in. Still pure: time, randomness and I/O are inputs and outputs.
+//!
+//! ```text
+//! Node::new(config, restored, shares, seed, now)
+//! node.handle_input(Input::{Timeout, Message, Client, Persisted})
+//! node.poll_output() -> Transmit { to, bytes } | Persist(batch) | Event(..)
+//! node.poll_timeout() -> next deadline
+//! ```
+//!
+//! Run-loop contract: after every input, drain `poll_output`; make every `Persist` batch durable
+//! in order and report `Persisted { token }`. Messages that depend on a batch (Raft votes and
+//! acknowledgements, a DKG participant's success report after its share is stored) are held by
+//! the node and released only when that token is reported.
+//!
+//! Flows:
+//! - **Create key**: any node takes the request; the leader proposes `Submit` through Raft; the
+//!   leader starts queued tasks up to the DKG concurrency limit by proposing `Begin`; when `Begin`
+//!   commits, every participant starts its DKG session; each stores its share, then reports to
+//!   the leader; when all reported the same public key package, the leader proposes `Complete`
+//!   and every node registers the key. A failed attempt is `Fail`ed and retried without the
+//!   culprits. The request id is recorded in the registry: a retried request never runs twice.
+//! - **Sign**: no Raft write. Any node forwards to the leader, which picks `t` signers at random
+//!   (seeded) among the key's holders that are not excluded, coordinates the session, and replies;
+//!   results are cached per request id, so a retry gets the first answer.
+
+pub mod raft_wire;
+pub mod registry;
+pub mod sessions;
+pub mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
+
+use raft::eraftpb::{ConfState, Message as RaftMessage};
+use raft::storage::MemStorage;
+use raft::{RawNode, StateRole};
+use rand_core::RngCore;
+
+use crate::codec::{DecodeError, Reader, Writer};
+use crate::frost::{DkgConfig, SignConfig};
+use crate::ids::ParticipantId;
+use crate::persist::{
+    HardState, KeyId, KeyVersion, PersistBatch, PersistOp, PersistToken, RaftEntry, RecordValue,
+    RestoredState, SecretBytes,
+};
+use crate::rng::{CoreRng, Seed};
+use crate::session::{Failure, FailureKind, SessionInput};
+use crate::time::{Duration, Instant};
+
+use registry::{Applied, DkgSpec, NodeRole, Registry, Replicated, TaskState, MAX_REQUEST_ID};
+use sessions::{ErasedOutput, ErasedSession};
+pub use wire::{NodeMessage, Request, RequestError, Response, SessionKey, SessionKind};
+
+/// Table holding which DKG attempt produced a stored share (so a failed attempt's share is
+/// erased and a later attempt's is not).
+const SHARE_ORIGIN_TABLE: &str = "share-origin";
+/// Bound on messages buffered for sessions that have not started here yet.
+const MAX_EARLY_MESSAGES: usize = 4096;
+
+/// Per-type concurrency limits.
+#[derive(Clone, Copy, Debug)]
+pub struct TaskLimits {
+    /// DKG tasks running at once, cluster-wide (the leader enforces it).
+    pub dkg: usize,
+    /// Signing runs the leader coordinates at once.
+    pub sign: usize,
+}
+
+/// Node configuration. `NodeConfig::new` gives sane defaults.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// This node.
+    pub id: ParticipantId,
+    /// The cluster's initial members and roles (the same on every node).
+    pub members: BTreeMap<ParticipantId, NodeRole>,
+    /// Raft tick length.
+    pub tick: Duration,
+    /// Election timeout in ticks (randomised in [n, 2n) from the node's seed).
+    pub election_ticks: usize,
+    /// Heartbeat interval in ticks.
+    pub heartbeat_ticks: usize,
+    /// Per-round deadline of every session.
+    pub round_timeout: Duration,
+    /// How long a client request may wait for an answer.
+    pub request_timeout: Duration,
+    /// Concurrency limits.
+    pub limits: TaskLimits,
+    /// Attempts per task before giving up.
+    pub max_attempts: u32,
+    /// How many answers per request type to remember for idempotent retries.
+    pub result_cache: usize,
+    /// Default key rotation interval (0 = off).
+    pub rotation_interval: Duration,
+}
+
+impl NodeConfig {
+    /// Defaults: 100 ms ticks, election after 10-20 ticks, heartbeats every 2, 10 s rounds,
+    /// 60 s per request, 2 concurrent DKGs, 64 concurrent signing runs, 3 attempts, 1,024 cached
+    /// answers, rotation every 24 h.
+    pub fn new(id: ParticipantId, members: BTreeMap<ParticipantId, NodeRole>) -> Self {
+        NodeConfig {
+            id,
+            members,
+            tick: Duration::from_millis(100),
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            round_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            limits: TaskLimits { dkg: 2, sign: 64 },
+            max_attempts: 3,
+            result_cache: 1024,
+            rotation_interval: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// An input to the node.
+#[derive(Debug)]
+pub enum Input<'a> {
+    /// The clock reached `poll_timeout`'s deadline (or any later time).
+    Timeout {
+        /// Now.
+        now: Instant,
+    },
+    /// Bytes from an authenticated peer node.
+    Message {
+        /// When they arrived.
+        at: Instant,
+        /// The authenticated sender.
+        from: ParticipantId,
+        /// The bytes, untrusted.
+        bytes: &'a [u8],
+    },
+    /// A client request this node received (already authorised by the transport).
+    Client {
+        /// When.
+        at: Instant,
+        /// The client's idempotency key (1 to 128 bytes).
+        request_id: String,
+        /// What.
+        request: Request,
+    },
+    /// A `Persist` batch is durable.
+    Persisted {
+        /// When.
+        at: Instant,
+        /// Its token.
+        token: PersistToken,
+    },
+}
+
+/// What the node asks its driver to do or tells it.
+#[derive(Debug)]
+pub enum Output {
+    /// Send bytes to a peer node.
+    Transmit {
+        /// To whom.
+        to: ParticipantId,
+        /// What.
+        bytes: Vec<u8>,
+    },
+    /// Make a batch durable, then report `Persisted`.
+    Persist(PersistBatch),
+    /// Something happened.
+    Event(Event),
+}
+
+/// Things a driver logs, counts or answers clients with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The Raft leader changed.
+    LeaderChanged {
+        /// The new leader, if known.
+        leader: Option<ParticipantId>,
+        /// The term.
+        term: u64,
+    },
+    /// A client request this node received is answered (exactly once per request received).
+    Completed {
+        /// The request id.
+        request_id: String,
+        /// The answer.
+        result: Result<Response, RequestError>,
+    },
+    /// A peer sent something refused; nothing changed.
+    PeerMisbehaved {
+        /// The peer.
+        peer: ParticipantId,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A session this node took part in failed.
+    SessionFailed {
+        /// Which.
+        session: SessionKey,
+        /// Why, and who is blamed.
+        failure: Failure,
+    },
+    /// A key (version) became active in the registry.
+    KeyRegistered {
+        /// The key.
+        key: KeyId,
+        /// The version.
+        version: KeyVersion,
+    },
+    /// A committed log entry could not be decoded and was skipped (a bug or a corrupt leader).
+    BadLogEntry {
+        /// Its index.
+        index: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Caller misuse (never caused by a peer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeError {
+    /// The configuration is unusable.
+    BadConfig(String),
+    /// The restored state is inconsistent.
+    CorruptState(String),
+    /// `Persisted` named a token this node never issued or already saw.
+    UnknownToken(PersistToken),
+}
+
+impl fmt::Display for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeError::BadConfig(s) => write!(f, "bad node configuration: {s}"),
+            NodeError::CorruptState(s) => write!(f, "corrupt restored state: {s}"),
+            NodeError::UnknownToken(t) => write!(f, "unknown persist token {}", t.0),
+        }
+    }
+}
+
+impl std::error::Error for NodeError {}
+
+/// How a participant's DKG attempt ended: the public key package, or a reason and culprits.
+type DkgOutcome = Result<Vec<u8>, (String, BTreeSet<ParticipantId>)>;
+
+/// Messages released when a batch becomes durable.
+#[derive(Default)]
+struct Held {
+    raft_ready: Option<u64>,
+    transmits: Vec<(ParticipantId, Vec<u8>)>,
+}
+
+struct Live {
+    session: Box<dyn ErasedSession>,
+}
+
+/// A signing run the leader coordinates.
+struct SignJob {
+    request_id: String,
+    origins: BTreeSet<ParticipantId>,
+    key: KeyId,
+    messages: Vec<Vec<u8>>,
+    attempt: u32,
+    excluded: BTreeSet<ParticipantId>,
+}
+
+/// A client request waiting at the node that received it.
+struct Waiter {
+    deadline: Instant,
+    request: Request,
+}
+
+/// Bounded insertion-ordered cache of answers, per request type.
+struct ResultCache {
+    cap: usize,
+    order: VecDeque<String>,
+    map: BTreeMap<String, Result<Response, RequestError>>,
+}
+
+impl ResultCache {
+    fn new(cap: usize) -> Self {
+        ResultCache {
+            cap: cap.max(1),
+            order: VecDeque::new(),
+            map: BTreeMap::new(),
+        }
+    }
+    fn get(&self, id: &str) -> Option<&Result<Response, RequestError>> {
+        self.map.get(id)
+    }
+    fn put(&mut self, id: String, r: Result<Response, RequestError>) {
+        if self.map.insert(id.clone(), r).is_none() {
+            self.order.push_back(id);
+            while self.order.len() > self.cap {
+                if let Some(old) = self.order.pop_front() {
+                    self.map.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+/// The node.
+pub struct Node {
+    cfg: NodeConfig,
+    raw: RawNode<MemStorage>,
+    rng: CoreRng,
+    seed: Seed,
+    registry: Registry,
+    now: Instant,
+    next_tick: Instant,
+    raft_view: (u64, StateRole, u64),
+    leader: Option<ParticipantId>,
+    outputs: VecDeque<Output>,
+    next_token: u64,
+    held: BTreeMap<u64, Held>,
+    sessions: BTreeMap<SessionKey, Live>,
+    early: BTreeMap<SessionKey, Vec<(ParticipantId, Vec<u8>)>>,
+    early_count: usize,
+    shares: BTreeMap<(KeyId, KeyVersion), SecretBytes>,
+    share_origin: BTreeMap<(KeyId, KeyVersion), (u64, u32)>,
+    waiters: BTreeMap<String, Waiter>,
+    sign_results: ResultCache,
+    unrouted: VecDeque<(String, Request)>,
+    // Leader-side task state (rebuilt from the registry after a leader change).
+    begin_proposed: BTreeSet<(u64, u32)>,
+    end_proposed: BTreeSet<(u64, u32)>,
+    reports: BTreeMap<(u64, u32), BTreeMap<ParticipantId, DkgOutcome>>,
+    my_reports: BTreeMap<(u64, u32), NodeMessage>,
+    sign_jobs: BTreeMap<u64, SignJob>,
+    sign_queue: VecDeque<SignJob>,
+    next_run: u64,
+    /// Counters, for metrics and tests.
+    pub stats: NodeStats,
+}
+
+/// Counters a driver exports as metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// DKG sessions started here.
+    pub dkg_sessions: u64,
+    /// Signing sessions started here (as signer or coordinator).
+    pub sign_sessions: u64,
+    /// Peer messages refused.
+    pub refused: u64,
+    /// Highest number of DKG tasks running at once, as seen by this node's registry.
+    pub max_running_dkg: usize,
+}
+
+fn pid_of(raft_id: u64) -> Option<ParticipantId> {
+    u16::try_from(raft_id).ok().and_then(ParticipantId::new)
+}
+
+impl Node {
+    /// Builds a node from its configuration, what its store restored, its key shares, a seed
+    /// (from the OS in production) and the current time.
+    pub fn new(
+        cfg: NodeConfig,
+        restored: RestoredState,
+        shares: BTreeMap<(KeyId, KeyVersion), SecretBytes>,
+        seed: Seed,
+        now: Instant,
+    ) -> Result<Node, NodeError> {
+        if !cfg.members.contains_key(&cfg.id) {
+            return Err(NodeError::BadConfig(format!(
+                "node {} is not in the member list",
+                cfg.id
+            )));
+        }
+        if cfg.election_ticks <= cfg.heartbeat_ticks || cfg.heartbeat_ticks == 0 {
+            return Err(NodeError::BadConfig(
+                "election_ticks must exceed heartbeat_ticks, which must be at least 1".into(),
+            ));
+        }
+        if cfg.tick.is_zero() {
+            return Err(NodeError::BadConfig("tick must be positive".into()));
+        }
+        let voters: Vec<u64> = cfg.members.keys().map(|p| u64::from(p.get())).collect();
+        let storage = MemStorage::new_with_conf_state(ConfState::from((voters, vec![])));
+        {
+            let mut core = storage.wl();
+            let mut entries = Vec::with_capacity(restored.entries.len());
+            for e in &restored.entries {
+                let mut r = Reader::new(&e.bytes);
+                let entry = raft_wire::read_entry(&mut r)
+                    .and_then(|x| r.finish().map(|_| x))
+                    .map_err(|err| {
+                        NodeError::CorruptState(format!("raft entry {}: {err}", e.index))
+                    })?;
+                if entry.get_index() != e.index || entry.get_term() != e.term {
+                    return Err(NodeError::CorruptState(format!(
+                        "raft entry {} does not match its index/term",
+                        e.index
+                    )));
+                }
+                entries.push(entry);
+            }
+            core.append(&entries)
+                .map_err(|e| NodeError::CorruptState(format!("raft log: {e}")))?;
+            if let Some(hs) = restored.hard_state {
+                let mut h = raft::eraftpb::HardState::default();
+                h.set_term(hs.term);
+                h.set_vote(hs.vote);
+                h.set_commit(hs.commit.min(entries.last().map_or(0, |e| e.get_index())));
+                core.set_hardstate(h);
+            }
+        }
+        let raft_cfg = raft::Config {
+            id: u64::from(cfg.id.get()),
+            election_tick: cfg.election_ticks,
+            heartbeat_tick: cfg.heartbeat_ticks,
+            check_quorum: true,
+            pre_vote: true,
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 256,
+            applied: 0,
+            ..raft::Config::default()
+        };
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let raw = RawNode::new(&raft_cfg, storage, &logger)
+            .map_err(|e| NodeError::BadConfig(format!("raft: {e}")))?;
+        let share_origin = restored
+            .records
+            .get(SHARE_ORIGIN_TABLE)
+            .map(|t| {
+                t.iter()
+                    .filter_map(|(k, v)| Some((decode_share_key(k)?, decode_origin(v)?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let registry = Registry::new(
+            cfg.members.clone(),
+            cfg.max_attempts,
+            u64::try_from(cfg.rotation_interval.as_millis()).unwrap_or(u64::MAX),
+        );
+        let mut node = Node {
+            rng: seed.child(b"node", &[]).rng(),
+            seed,
+            registry,
+            now,
+            next_tick: now.saturating_add(cfg.tick),
+            raft_view: (u64::MAX, StateRole::Follower, u64::MAX),
+            leader: None,
+            outputs: VecDeque::new(),
+            next_token: 1,
+            held: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            early: BTreeMap::new(),
+            early_count: 0,
+            shares,
+            share_origin,
+            waiters: BTreeMap::new(),
+            sign_results: ResultCache::new(cfg.result_cache),
+            unrouted: VecDeque::new(),
+            begin_proposed: BTreeSet::new(),
+            end_proposed: BTreeSet::new(),
+            reports: BTreeMap::new(),
+            my_reports: BTreeMap::new(),
+            sign_jobs: BTreeMap::new(),
+            sign_queue: VecDeque::new(),
+            next_run: 1,
+            stats: NodeStats::default(),
+            cfg,
+            raw,
+        };
+        node.fix_election_timeout();
+        node.process_ready();
+        Ok(node)
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> ParticipantId {
+        self.cfg.id
+    }
+
+    /// The leader as this node knows it.
+    pub fn leader(&self) -> Option<ParticipantId> {
+        self.leader
+    }
+
+    /// The replicated registry as applied here.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The Raft term.
+    pub fn term(&self) -> u64 {
+        self.raw.raft.term
+    }
+
+    /// Versions of `key` this node holds a share of.
+    pub fn share_versions(&self, key: &KeyId) -> Vec<KeyVersion> {
+        self.shares
+            .keys()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| *v)
+            .collect()
+    }
+
+    /// Asks Raft to hand leadership to `to` (used by leader scoring).
+    pub fn transfer_leadership(&mut self, to: ParticipantId) {
+        self.raw.transfer_leader(u64::from(to.get()));
+        self.after_raft();
+    }
+
+    /// The next output.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// The earliest time the node needs a `Timeout` input.
+    pub fn poll_timeout(&self) -> Instant {
+        let mut t = self.next_tick;
+        for live in self.sessions.values() {
+            if let Some(d) = live.session.deadline() {
+                t = t.min(d);
+            }
+        }
+        for w in self.waiters.values() {
+            t = t.min(w.deadline);
+        }
+        t
+    }
+
+    /// Feeds one input.
+    pub fn handle_input(&mut self, input: Input<'_>) -> Result<(), NodeError> {
+        match input {
+            Input::Timeout { now } => {
+                self.now = self.now.max(now);
+                self.on_timeout();
+            }
+            Input::Message { at, from, bytes } => {
+                self.now = self.now.max(at);
+                self.on_message(from, bytes);
+            }
+            Input::Client {
+                at,
+                request_id,
+                request,
+            } => {
+                self.now = self.now.max(at);
+                self.on_client(request_id, request);
+            }
+            Input::Persisted { at, token } => {
+                self.now = self.now.max(at);
+                self.on_persisted(token)?;
+            }
+        }
+        self.process_ready();
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Raft plumbing
+    // ---------------------------------------------------------------------------------------
+
+    /// raft-rs redraws its election timeout from `thread_rng` whenever it resets (a change of
+    /// term, role or leader). We detect every such reset and overwrite the draw from our seeded
+    /// RNG, so a seed replays exactly.
+    fn fix_election_timeout(&mut self) {
+        let r = &self.raw.raft;
+        let view = (r.term, r.state, r.leader_id);
+        if view != self.raft_view {
+            self.raft_view = view;
+            let min = self.cfg.election_ticks;
+            let t = min + (self.rng.next_u64() % min as u64) as usize;
+            self.raw.raft.set_randomized_election_timeout(t);
+        }
+    }
+
+    fn after_raft(&mut self) {
+        self.fix_election_timeout();
+    }
+
+    fn token(&mut self) -> PersistToken {
+        let t = PersistToken(self.next_token);
+        self.next_token += 1;
+        t
+    }
+
+    fn send(&mut self, to: ParticipantId, msg: &NodeMessage) {
+        if to == self.cfg.id {
+            return;
+        }
+        self.outputs.push_back(Output::Transmit {
+            to,
+            bytes: msg.encode(),
+        });
+    }
+
+    fn send_raft(&mut self, m: &RaftMessage) {
+        if let Some(to) = pid_of(m.get_to()) {
+            let msg = NodeMessage::Raft(raft_wire::encode_message(m));
+            self.send(to, &msg);
+        }
+    }
+
+    fn event(&mut self, e: Event) {
+        self.outputs.push_back(Output::Event(e));
+    }
+
+    fn process_ready(&mut self) {
+        self.after_raft();
+        // Bounded: each ready consumes state; raft yields at most a few in a row.
+        for _ in 0..64 {
+            if !self.raw.has_ready() {
+                break;
+            }
+            let mut rd = self.raw.ready();
+            if let Some(ss) = rd.ss() {
+                let leader = pid_of(ss.leader_id);
+                if leader != self.leader {
+                    self.leader = leader;
+                    let term = self.raw.raft.term;
+                    self.event(Event::LeaderChanged { leader, term });
+                    self.on_leader_changed();
+                }
+            }
+            for m in rd.take_messages() {
+                self.send_raft(&m);
+            }
+            let committed = rd.take_committed_entries();
+            let mut ops = Vec::new();
+            if !rd.entries().is_empty() {
+                let entries = rd.entries().clone();
+                let appended = self.raw.mut_store().wl().append(&entries);
+                if let Err(e) = appended {
+                    self.event(Event::BadLogEntry {
+                        index: 0,
+                        reason: format!("could not append to the log cache: {e}"),
+                    });
+                }
+                ops.push(PersistOp::AppendEntries(
+                    entries
+                        .iter()
+                        .map(|e| {
+                            let mut w = Writer::new();
+                            raft_wire::write_entry(&mut w, e);
+                            RaftEntry {
+                                index: e.get_index(),
+                                term: e.get_term(),
+                                bytes: w.finish(),
+                            }
+                        })
+                        .collect(),
+                ));
+            }
+            if let Some(hs) = rd.hs() {
+                let hs = hs.clone();
+                ops.push(PersistOp::SetHardState(HardState {
+                    term: hs.get_term(),
+                    vote: hs.get_vote(),
+                    commit: hs.get_commit(),
+                }));
+                self.raw.mut_store().wl().set_hardstate(hs);
+            }
+            let persisted_msgs = rd.take_persisted_messages();
+            let number = rd.number();
+            self.raw.advance_append_async(rd);
+            self.apply_committed(committed);
+            self.raw.advance_apply();
+            if ops.is_empty() {
+                self.raw.on_persist_ready(number);
+                for m in &persisted_msgs {
+                    self.send_raft(m);
+                }
+            } else {
+                let token = self.token();
+                let transmits = persisted_msgs
+                    .iter()
+                    .filter_map(|m| {
+                        Some((
+                            pid_of(m.get_to())?,
+                            NodeMessage::Raft(raft_wire::encode_message(m)).encode(),
+                        ))
+                    })
+                    .collect();
+                self.held.insert(
+                    token.0,
+                    Held {
+                        raft_ready: Some(number),
+                        transmits,
+                    },
+                );
+                self.outputs
+                    .push_back(Output::Persist(PersistBatch { token, ops }));
+            }
+            self.after_raft();
+        }
+    }
+
+    fn on_persisted(&mut self, token: PersistToken) -> Result<(), NodeError> {
+        let Some(held) = self.held.remove(&token.0) else {
+            return Err(NodeError::UnknownToken(token));
+        };
+        if let Some(n) = held.raft_ready {
+            self.raw.on_persist_ready(n);
+        }
+        for (to, bytes) in held.transmits {
+            if to == self.cfg.id {
+                // A report addressed to ourselves (we lead): deliver it locally.
+                if let Ok(msg) = NodeMessage::decode(&bytes) {
+                    self.on_node_message(to, msg);
+                }
+            } else {
+                self.outputs.push_back(Output::Transmit { to, bytes });
+            }
+        }
+        Ok(())
+    }
+
+    fn propose(&mut self, cmd: &Replicated) -> bool {
+        let ok = self.raw.propose(vec![], cmd.encode()).is_ok();
+        self.after_raft();
+        ok
+    }
+
+    fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Applying the log
+    // ---------------------------------------------------------------------------------------
+
+    fn apply_committed(&mut self, entries: Vec<raft::eraftpb::Entry>) {
+        for e in entries {
+            if e.get_data().is_empty()
+                || e.get_entry_type() != raft::eraftpb::EntryType::EntryNormal
+            {
+                continue;
+            }
+            match Replicated::decode(e.get_data()) {
+                Ok(cmd) => {
+                    let applied = self.registry.apply(&cmd);
+                    self.stats.max_running_dkg =
+                        self.stats.max_running_dkg.max(self.registry.running());
+                    self.on_applied(&cmd, applied);
+                }
+                Err(err) => self.event(Event::BadLogEntry {
+                    index: e.get_index(),
+                    reason: err.to_string(),
+                }),
+            }
+        }
+    }
+
+    fn on_applied(&mut self, cmd: &Replicated, applied: Applied) {
+        match applied {
+            Applied::Nothing => {}
+            Applied::Queued(_) | Applied::Requeued { .. } => {
+                if let Applied::Requeued { task, attempt } = applied {
+                    self.end_attempt(task, attempt);
+                }
+                self.schedule_dkg();
+            }
+            Applied::Started { task, attempt } => self.start_dkg_session(task, attempt),
+            Applied::Finished(task) => {
+                if let Replicated::Complete { attempt, .. } | Replicated::Fail { attempt, .. } = cmd
+                {
+                    self.end_attempt(task, *attempt);
+                }
+                self.finish_task(task);
+                self.schedule_dkg();
+            }
+        }
+    }
+
+    /// Drops what belonged to an attempt that ended; erases a share a failed attempt produced.
+    fn end_attempt(&mut self, task: u64, attempt: u32) {
+        let key = SessionKey {
+            kind: SessionKind::Dkg,
+            task,
+            attempt,
+        };
+        self.sessions.remove(&key);
+        self.early_count -= self.early.remove(&key).map_or(0, |v| v.len());
+        self.my_reports.remove(&(task, attempt));
+        self.reports.remove(&(task, attempt));
+        let Some(t) = self.registry.tasks.get(&task) else {
+            return;
+        };
+        let completed = t.state == TaskState::Completed;
+        let share_key = (t.spec.key.clone(), KeyVersion(1));
+        if !completed && self.share_origin.get(&share_key) == Some(&(task, attempt)) {
+            self.shares.remove(&share_key);
+            self.share_origin.remove(&share_key);
+            let token = self.token();
+            self.held.insert(token.0, Held::default());
+            self.outputs.push_back(Output::Persist(PersistBatch {
+                token,
+                ops: vec![
+                    PersistOp::EraseShare {
+                        key: share_key.0.clone(),
+                        version: share_key.1,
+                    },
+                    PersistOp::DeleteRecord {
+                        table: SHARE_ORIGIN_TABLE.into(),
+                        key: encode_share_key(&share_key.0, share_key.1),
+                    },
+                ],
+            }));
+        }
+    }
+
+    fn finish_task(&mut self, task: u64) {
+        let Some(t) = self.registry.tasks.get(&task) else {
+            return;
+        };
+        let result = self.task_result(task);
+        let request_id = t.request_id.clone();
+        if let (TaskState::Completed, Some(k)) = (&t.state, self.registry.keys.get(&t.spec.key)) {
+            let e = Event::KeyRegistered {
+                key: t.spec.key.clone(),
+                version: k.version,
+            };
+            self.event(e);
+        }
+        if let Some(result) = result {
+            if self.waiters.remove(&request_id).is_some() {
+                self.event(Event::Completed { request_id, result });
+            }
+        }
+    }
+
+    /// The answer to a DKG task, if it has finished.
+    fn task_result(&self, task: u64) -> Option<Result<Response, RequestError>> {
+        let t = self.registry.tasks.get(&task)?;
+        match &t.state {
+            TaskState::Completed => {
+                let k = self.registry.keys.get(&t.spec.key)?;
+                let public_key = sessions::group_public_key(k.scheme, &k.public_key_package)?;
+                Some(Ok(Response::KeyCreated {
+                    key: t.spec.key.clone(),
+                    scheme: k.scheme,
+                    version: k.version,
+                    public_key,
+                }))
+            }
+            TaskState::Failed { reason, culprits } => {
+                Some(Err(if reason.contains("already exists") {
+                    RequestError::KeyExists(t.spec.key.clone())
+                } else {
+                    RequestError::Failed {
+                        reason: reason.clone(),
+                        culprits: culprits.clone(),
+                    }
+                }))
+            }
+            _ => None,
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Leader: DKG task scheduling
+    // ---------------------------------------------------------------------------------------
+
+    fn on_leader_changed(&mut self) {
+        self.begin_proposed.clear();
+        self.end_proposed.clear();
+        // Signing runs coordinated by a former leader are abandoned; their origins re-forward.
+        self.sign_jobs.clear();
+        self.sign_queue.clear();
+        if self.is_leader() {
+            self.schedule_dkg();
+        }
+        // Participants re-send their DKG reports to the new leader.
+        if let Some(leader) = self.leader {
+            let reports: Vec<NodeMessage> = self.my_reports.values().cloned().collect();
+            for r in reports {
+                if leader == self.cfg.id {
+                    self.on_node_message(leader, r);
+                } else {
+                    self.send(leader, &r);
+                }
+            }
+            // Requests waiting for a leader, and signing requests in flight, go (again) to it.
+            let parked: Vec<_> = self.unrouted.drain(..).collect();
+            let resend: Vec<(String, Request)> = self
+                .waiters
+                .iter()
+                .filter(|(_, w)| matches!(w.request, Request::Sign { .. }))
+                .map(|(id, w)| (id.clone(), w.request.clone()))
+                .collect();
+            for (id, req) in parked.into_iter().chain(resend) {
+                self.route(id, req);
+            }
+        }
+    }
+
+    fn schedule_dkg(&mut self) {
+        if !self.is_leader() {
+            return;
+        }
+        let running = self.registry.running()
+            + self
+                .begin_proposed
+                .iter()
+                .filter(|(t, a)| {
+                    self.registry
+                        .tasks
+                        .get(t)
+                        .is_some_and(|r| r.state == TaskState::Queued && r.attempt + 1 == *a)
+                })
+                .count();
+        let mut slots = self.cfg.limits.dkg.saturating_sub(running);
+        let queued: Vec<(u64, u32, DkgSpec, BTreeSet<ParticipantId>)> = self
+            .registry
+            .queued()
+            .map(|(id, t)| (id, t.attempt + 1, t.spec.clone(), t.excluded.clone()))
+            .collect();
+        for (task, attempt, spec, excluded) in queued {
+            if slots == 0 {
+                break;
+            }
+            if self.begin_proposed.contains(&(task, attempt)) {
+                continue;
+            }
+            let base: BTreeSet<ParticipantId> = if spec.participants.is_empty() {
+                self.registry.members.keys().copied().collect()
+            } else {
+                spec.participants.clone()
+            };
+            let participants: BTreeSet<ParticipantId> =
+                base.difference(&excluded).copied().collect();
+            let cmd = if participants.len() < usize::from(spec.threshold.max(2)) {
+                Replicated::Fail {
+                    task,
+                    attempt: attempt - 1,
+                    culprits: excluded.clone(),
+                    reason: format!(
+                        "only {} eligible participants for threshold {}",
+                        participants.len(),
+                        spec.threshold
+                    ),
+                }
+            } else {
+                Replicated::Begin {
+                    task,
+                    attempt,
+                    participants,
+                }
+            };
+            if self.propose(&cmd) {
+                self.begin_proposed.insert((task, attempt));
+                slots -= 1;
+            }
+        }
+    }
+
+    fn start_dkg_session(&mut self, task: u64, attempt: u32) {
+        let Some(t) = self.registry.tasks.get(&task) else {
+            return;
+        };
+        let TaskState::Running { participants } = &t.state else {
+            return;
+        };
+        if !participants.contains(&self.cfg.id) {
+            return;
+        }
+        let key = SessionKey {
+            kind: SessionKind::Dkg,
+            task,
+            attempt,
+        };
+        let config = DkgConfig {
+            me: self.cfg.id,
+            participants: participants.clone(),
+            threshold: t.spec.threshold,
+            round_timeout: self.cfg.round_timeout,
+        };
+        let seed = self.seed.child(b"dkg", &session_context(&key));
+        match sessions::start_dkg(t.spec.scheme, config, &seed, self.now) {
+            Ok(session) => {
+                self.stats.dkg_sessions += 1;
+                self.sessions.insert(key, Live { session });
+                self.drain_session(key);
+                self.replay_early(key);
+            }
+            Err(e) => {
+                let failure = Failure {
+                    kind: FailureKind::Library(format!("{e:?}")),
+                    culprits: BTreeSet::new(),
+                };
+                self.report_dkg(task, attempt, Err((format!("{e:?}"), BTreeSet::new())));
+                self.event(Event::SessionFailed {
+                    session: key,
+                    failure,
+                });
+            }
+        }
+    }
+
+    fn report_dkg(
+        &mut self,
+        task: u64,
+        attempt: u32,
+        result: Result<Vec<u8>, (String, BTreeSet<ParticipantId>)>,
+    ) {
+        let msg = NodeMessage::DkgReport {
+            task,
+            attempt,
+            result,
+        };
+        self.my_reports.insert((task, attempt), msg.clone());
+        if let Some(leader) = self.leader {
+            if leader == self.cfg.id {
+                self.on_node_message(leader, msg);
+            } else {
+                self.send(leader, &msg);
+            }
+        }
+    }
+
+    fn on_dkg_report(
+        &mut self,
+        from: ParticipantId,
+        task: u64,
+        attempt: u32,
+        result: Result<Vec<u8>, (String, BTreeSet<ParticipantId>)>,
+    ) {
+        if !self.is_leader() || self.end_proposed.contains(&(task, attempt)) {
+            return;
+        }
+        let Some(t) = self.registry.tasks.get(&task) else {
+            return;
+        };
+        let TaskState::Running { participants } = &t.state else {
+            return;
+        };
+        if t.attempt != attempt || !participants.contains(&from) {
+            return;
+        }
+        let participants = participants.clone();
+        let reports = self.reports.entry((task, attempt)).or_default();
+        reports.insert(from, result);
+        let failed: Vec<(String, BTreeSet<ParticipantId>)> =
+            reports.values().filter_map(|r| r.clone().err()).collect();
+        let cmd = if let Some((reason, _)) = failed.first() {
+            let culprits = failed.iter().flat_map(|(_, c)| c.iter().copied()).collect();
+            Some(Replicated::Fail {
+                task,
+                attempt,
+                culprits,
+                reason: reason.clone(),
+            })
+        } else if reports.len() == participants.len() {
+            let pkps: BTreeSet<&Vec<u8>> =
+                reports.values().filter_map(|r| r.as_ref().ok()).collect();
+            match pkps.into_iter().collect::<Vec<_>>().as_slice() {
+                [pkp] => Some(Replicated::Complete {
+                    task,
+                    attempt,
+                    public_key_package: (*pkp).clone(),
+                }),
+                _ => Some(Replicated::Fail {
+                    task,
+                    attempt,
+                    culprits: BTreeSet::new(),
+                    reason: "participants reported different public key packages".into(),
+                }),
+            }
+        } else {
+            None
+        };
+        if let Some(cmd) = cmd {
+            if self.propose(&cmd) {
+                self.end_proposed.insert((task, attempt));
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Sessions
+    // ---------------------------------------------------------------------------------------
+
+    fn replay_early(&mut self, key: SessionKey) {
+        let Some(msgs) = self.early.remove(&key) else {
+            return;
+        };
+        self.early_count -= msgs.len();
+        for (from, payload) in msgs {
+            self.feed_session(key, from, &payload);
+        }
+    }
+
+    fn feed_session(&mut self, key: SessionKey, from: ParticipantId, payload: &[u8]) {
+        match self.sessions.get_mut(&key) {
+            Some(live) => {
+                live.session.handle_input(SessionInput::Message {
+                    at: self.now,
+                    from,
+                    payload,
+                });
+                self.drain_session(key);
+            }
+            None => {
+                // A DKG may start here a little after it started elsewhere: keep its messages
+                // (bounded), but only for attempts that can still start.
+                let plausible = key.kind == SessionKind::Dkg
+                    && self.registry.tasks.get(&key.task).is_none_or(|t| {
+                        key.attempt > t.attempt || matches!(t.state, TaskState::Queued)
+                    });
+                if plausible && self.early_count < MAX_EARLY_MESSAGES {
+                    self.early
+                        .entry(key)
+                        .or_default()
+                        .push((from, payload.to_vec()));
+                    self.early_count += 1;
+                }
+            }
+        }
+    }
+
+    fn drain_session(&mut self, key: SessionKey) {
+        loop {
+            let Some(live) = self.sessions.get_mut(&key) else {
+                return;
+            };
+            let Some(out) = live.session.poll_output() else {
+                return;
+            };
+            match out {
+                ErasedOutput::Send { to, payload } => {
+                    let msg = NodeMessage::Session {
+                        key,
+                        payload: payload.as_bytes().to_vec(),
+                    };
+                    if to == self.cfg.id {
+                        self.feed_session(key, to, payload.as_bytes());
+                    } else {
+                        self.send(to, &msg);
+                    }
+                }
+                ErasedOutput::Misbehaved { from, reason } => {
+                    self.stats.refused += 1;
+                    self.event(Event::PeerMisbehaved {
+                        peer: from,
+                        reason: format!("session {key:?}: {reason}"),
+                    });
+                }
+                ErasedOutput::DkgDone(result) => {
+                    self.sessions.remove(&key);
+                    self.on_dkg_done(key, result);
+                    return;
+                }
+                ErasedOutput::SignDone(result) => {
+                    self.sessions.remove(&key);
+                    self.on_sign_done(key, result);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_dkg_done(&mut self, key: SessionKey, result: Result<(SecretBytes, Vec<u8>), Failure>) {
+        let (task, attempt) = (key.task, key.attempt);
+        match result {
+            Ok((share, pkp)) => {
+                let Some(t) = self.registry.tasks.get(&task) else {
+                    return;
+                };
+                let share_key = (t.spec.key.clone(), KeyVersion(1));
+                let token = self.token();
+                let ops = vec![
+                    PersistOp::PutShare {
+                        key: share_key.0.clone(),
+                        version: share_key.1,
+                        share: share.clone(),
+                    },
+                    PersistOp::PutRecord {
+                        table: SHARE_ORIGIN_TABLE.into(),
+                        key: encode_share_key(&share_key.0, share_key.1),
+                        value: RecordValue::Public(encode_origin(task, attempt)),
+                    },
+                ];
+                self.shares.insert(share_key.clone(), share);
+                self.share_origin.insert(share_key, (task, attempt));
+                // The success report leaves only once the share is durable.
+                let msg = NodeMessage::DkgReport {
+                    task,
+                    attempt,
+                    result: Ok(pkp),
+                };
+                self.my_reports.insert((task, attempt), msg.clone());
+                let mut held = Held::default();
+                if let Some(leader) = self.leader {
+                    held.transmits.push((leader, msg.encode()));
+                }
+                self.held.insert(token.0, held);
+                self.outputs
+                    .push_back(Output::Persist(PersistBatch { token, ops }));
+            }
+            Err(failure) => {
+                self.event(Event::SessionFailed {
+                    session: key,
+                    failure: failure.clone(),
+                });
+                let reason = format!("{:?}", failure.kind);
+                self.report_dkg(task, attempt, Err((reason, failure.culprits)));
+            }
+        }
+    }
+
+    fn on_timeout(&mut self) {
+        let now = self.now;
+        let mut ticks = 0;
+        while self.next_tick <= now {
+            if ticks < 2 * self.cfg.election_ticks {
+                self.raw.tick();
+                self.after_raft();
+            }
+            ticks += 1;
+            self.next_tick = self.next_tick.saturating_add(self.cfg.tick);
+        }
+        let due: Vec<SessionKey> = self
+            .sessions
+            .iter()
+            .filter(|(_, l)| l.session.deadline().is_some_and(|d| d <= now))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in due {
+            if let Some(live) = self.sessions.get_mut(&key) {
+                live.session.handle_input(SessionInput::Timeout { now });
+            }
+            self.drain_session(key);
+        }
+        let expired: Vec<String> = self
+            .waiters
+            .iter()
+            .filter(|(_, w)| w.deadline <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            self.waiters.remove(&id);
+            self.event(Event::Completed {
+                request_id: id,
+                result: Err(RequestError::TimedOut),
+            });
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Peer messages
+    // ---------------------------------------------------------------------------------------
+
+    fn on_message(&mut self, from: ParticipantId, bytes: &[u8]) {
+        if !self.registry.members.contains_key(&from) {
+            self.stats.refused += 1;
+            self.event(Event::PeerMisbehaved {
+                peer: from,
+                reason: "not a cluster member".into(),
+            });
+            return;
+        }
+        match NodeMessage::decode(bytes) {
+            Ok(msg) => self.on_node_message(from, msg),
+            Err(e) => {
+                self.stats.refused += 1;
+                self.event(Event::PeerMisbehaved {
+                    peer: from,
+                    reason: format!("undecodable message: {e}"),
+                });
+            }
+        }
+    }
+
+    fn on_node_message(&mut self, from: ParticipantId, msg: NodeMessage) {
+        match msg {
+            NodeMessage::Raft(bytes) => match raft_wire::decode_message(&bytes) {
+                Ok(m)
+                    if pid_of(m.get_from()) == Some(from)
+                        && pid_of(m.get_to()) == Some(self.cfg.id) =>
+                {
+                    let _ = self.raw.step(m);
+                    self.after_raft();
+                }
+                Ok(_) => self.refuse(from, "raft message with a forged sender or wrong recipient"),
+                Err(e) => self.refuse(from, &format!("raft message: {e}")),
+            },
+            NodeMessage::Session { key, payload } => self.feed_session(key, from, &payload),
+            NodeMessage::SignStart {
+                session,
+                key,
+                version,
+                signers,
+                messages,
+            } => self.on_sign_start(from, session, key, version, signers, messages),
+            NodeMessage::Forward {
+                request_id,
+                request,
+            } => self.on_forward(from, request_id, request),
+            NodeMessage::Reply { request_id, result } => {
+                if let Ok(r) = &result {
+                    if matches!(r, Response::Signed { .. }) {
+                        self.sign_results.put(request_id.clone(), result.clone());
+                    }
+                }
+                if self.waiters.remove(&request_id).is_some() {
+                    self.event(Event::Completed { request_id, result });
+                }
+            }
+            NodeMessage::DkgReport {
+                task,
+                attempt,
+                result,
+            } => self.on_dkg_report(from, task, attempt, result),
+        }
+    }
+
+    fn refuse(&mut self, from: ParticipantId, reason: &str) {
+        self.stats.refused += 1;
+        self.event(Event::PeerMisbehaved {
+            peer: from,
+            reason: reason.to_string(),
+        });
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Client requests
+    // ---------------------------------------------------------------------------------------
+
+    fn on_client(&mut self, request_id: String, request: Request) {
+        if let Err(why) = validate_request(&request_id, &request) {
+            self.event(Event::Completed {
+                request_id,
+                result: Err(RequestError::BadRequest(why)),
+            });
+            return;
+        }
+        // Answered before? The same answer again, nothing runs twice.
+        let known = match &request {
+            Request::CreateKey { .. } => self
+                .registry
+                .requests
+                .get(&request_id)
+                .and_then(|t| self.task_result(*t)),
+            Request::Sign { .. } => self.sign_results.get(&request_id).cloned(),
+        };
+        if let Some(result) = known {
+            self.event(Event::Completed { request_id, result });
+            return;
+        }
+        let deadline = self.now.saturating_add(self.cfg.request_timeout);
+        let fresh = self
+            .waiters
+            .insert(
+                request_id.clone(),
+                Waiter {
+                    deadline,
+                    request: request.clone(),
+                },
+            )
+            .is_none();
+        if fresh {
+            self.route(request_id, request);
+        }
+    }
+
+    fn route(&mut self, request_id: String, request: Request) {
+        match self.leader {
+            Some(l) if l == self.cfg.id => self.on_forward(l, request_id, request),
+            Some(l) => self.send(
+                l,
+                &NodeMessage::Forward {
+                    request_id,
+                    request,
+                },
+            ),
+            None => {
+                if self.unrouted.len() < 4096 {
+                    self.unrouted.push_back((request_id, request));
+                }
+            }
+        }
+    }
+
+    fn reply(
+        &mut self,
+        to: ParticipantId,
+        request_id: String,
+        result: Result<Response, RequestError>,
+    ) {
+        if to == self.cfg.id {
+            if let Ok(Response::Signed { .. }) = &result {
+                self.sign_results.put(request_id.clone(), result.clone());
+            }
+            if self.waiters.remove(&request_id).is_some() {
+                self.event(Event::Completed { request_id, result });
+            }
+        } else {
+            self.send(to, &NodeMessage::Reply { request_id, result });
+        }
+    }
+
+    fn on_forward(&mut self, origin: ParticipantId, request_id: String, request: Request) {
+        if !self.is_leader() {
+            // Not (or no longer) the leader: pass it on if we know who is.
+            match self.leader {
+                Some(l) if l != self.cfg.id && l != origin => self.send(
+                    l,
+                    &NodeMessage::Forward {
+                        request_id,
+                        request,
+                    },
+                ),
+                _ => {}
+            }
+            return;
+        }
+        if let Err(why) = validate_request(&request_id, &request) {
+            return self.reply(origin, request_id, Err(RequestError::BadRequest(why)));
+        }
+        match request {
+            Request::CreateKey {
+                key,
+                scheme,
+                threshold,
+                participants,
+            } => {
+                if let Some(result) = self
+                    .registry
+                    .requests
+                    .get(&request_id)
+                    .and_then(|t| self.task_result(*t))
+                {
+                    return self.reply(origin, request_id, result);
+                }
+                if self.registry.requests.contains_key(&request_id) {
+                    return; // running; every node answers its own waiters when it finishes
+                }
+                let members: BTreeSet<ParticipantId> =
+                    self.registry.members.keys().copied().collect();
+                let chosen = participants.unwrap_or_default();
+                let n = if chosen.is_empty() {
+                    members.len()
+                } else {
+                    chosen.len()
+                };
+                if !chosen.is_subset(&members) {
+                    return self.reply(
+                        origin,
+                        request_id,
+                        Err(RequestError::BadRequest(
+                            "a participant is not a cluster member".into(),
+                        )),
+                    );
+                }
+                if usize::from(threshold) > n {
+                    return self.reply(
+                        origin,
+                        request_id,
+                        Err(RequestError::NotEnoughParticipants {
+                            needed: threshold,
+                            available: n as u16,
+                        }),
+                    );
+                }
+                let cmd = Replicated::Submit {
+                    request_id: request_id.clone(),
+                    origin,
+                    spec: DkgSpec {
+                        key,
+                        scheme,
+                        threshold,
+                        participants: chosen,
+                    },
+                };
+                if !self.propose(&cmd) {
+                    self.reply(origin, request_id, Err(RequestError::TimedOut));
+                }
+            }
+            Request::Sign { key, messages } => {
+                if let Some(result) = self.sign_results.get(&request_id).cloned() {
+                    return self.reply(origin, request_id, result);
+                }
+                if let Some(job) = self
+                    .sign_jobs
+                    .values_mut()
+                    .chain(self.sign_queue.iter_mut())
+                    .find(|j| j.request_id == request_id)
+                {
+                    job.origins.insert(origin);
+                    return;
+                }
+                let job = SignJob {
+                    request_id,
+                    origins: BTreeSet::from([origin]),
+                    key,
+                    messages,
+                    attempt: 0,
+                    excluded: BTreeSet::new(),
+                };
+                self.sign_queue.push_back(job);
+                self.schedule_sign();
+            }
+        }
+    }
+
+    fn schedule_sign(&mut self) {
+        while self.sign_jobs.len() < self.cfg.limits.sign {
+            let Some(job) = self.sign_queue.pop_front() else {
+                return;
+            };
+            self.start_sign(job);
+        }
+    }
+
+    fn fail_sign(&mut self, job: SignJob, err: RequestError) {
+        let result = Err(err);
+        for o in &job.origins {
+            self.reply(*o, job.request_id.clone(), result.clone());
+        }
+    }
+
+    fn start_sign(&mut self, mut job: SignJob) {
+        let Some(record) = self.registry.keys.get(&job.key).cloned() else {
+            let k = job.key.clone();
+            return self.fail_sign(job, RequestError::NoSuchKey(k));
+        };
+        job.attempt += 1;
+        let candidates: Vec<ParticipantId> = record
+            .participants
+            .iter()
+            .copied()
+            .filter(|p| !job.excluded.contains(p))
+            .collect();
+        let t = usize::from(record.threshold);
+        if candidates.len() < t {
+            let available = candidates.len() as u16;
+            return self.fail_sign(
+                job,
+                RequestError::NotEnoughParticipants {
+                    needed: record.threshold,
+                    available,
+                },
+            );
+        }
+        // Uniform random choice of t signers from the seeded RNG (partial Fisher-Yates).
+        let mut pool = candidates;
+        let mut signers = BTreeSet::new();
+        for i in 0..t {
+            let j = i + (self.rng.next_u64() % (pool.len() - i) as u64) as usize;
+            pool.swap(i, j);
+            signers.insert(pool[i]);
+        }
+        let run = (self.raw.raft.term << 32) | self.next_run;
+        self.next_run += 1;
+        let session = SessionKey {
+            kind: SessionKind::Sign,
+            task: run,
+            attempt: job.attempt,
+        };
+        let config = SignConfig {
+            me: self.cfg.id,
+            coordinator: self.cfg.id,
+            signers: signers.clone(),
+            messages: job.messages.clone(),
+            round_timeout: self.cfg.round_timeout,
+        };
+        let my_share = signers
+            .contains(&self.cfg.id)
+            .then(|| self.shares.get(&(job.key.clone(), record.version)).cloned())
+            .flatten();
+        let seed = self.seed.child(b"sign", &session_context(&session));
+        match sessions::start_sign(
+            record.scheme,
+            config,
+            my_share.as_ref(),
+            Some(&record.public_key_package),
+            &seed,
+            self.now,
+        ) {
+            Ok(s) => {
+                self.stats.sign_sessions += 1;
+                let me = self.cfg.id;
+                for to in signers.iter().copied().filter(|p| *p != me) {
+                    let msg = NodeMessage::SignStart {
+                        session,
+                        key: job.key.clone(),
+                        version: record.version,
+                        signers: signers.clone(),
+                        messages: job.messages.clone(),
+                    };
+                    self.send(to, &msg);
+                }
+                self.sign_jobs.insert(run, job);
+                self.sessions.insert(session, Live { session: s });
+                self.drain_session(session);
+            }
+            Err(e) => self.fail_sign(
+                job,
+                RequestError::Failed {
+                    reason: format!("could not start signing: {e:?}"),
+                    culprits: BTreeSet::new(),
+                },
+            ),
+        }
+    }
+
+    fn on_sign_start(
+        &mut self,
+        from: ParticipantId,
+        session: SessionKey,
+        key: KeyId,
+        version: KeyVersion,
+        signers: BTreeSet<ParticipantId>,
+        messages: Vec<Vec<u8>>,
+    ) {
+        if session.kind != SessionKind::Sign || self.sessions.contains_key(&session) {
+            return self.refuse(from, "duplicate or malformed signing start");
+        }
+        if Some(from) != self.leader {
+            return self.refuse(from, "signing start from a node that is not the leader");
+        }
+        let Some(record) = self.registry.keys.get(&key) else {
+            return self.refuse(from, "signing start for an unknown key");
+        };
+        if record.version != version
+            || !signers.is_subset(&record.participants)
+            || !signers.contains(&self.cfg.id)
+        {
+            return self.refuse(from, "signing start with a wrong version or signer set");
+        }
+        let Some(share) = self.shares.get(&(key.clone(), version)).cloned() else {
+            return self.refuse(from, "signing start for a share this node does not hold");
+        };
+        let config = SignConfig {
+            me: self.cfg.id,
+            coordinator: from,
+            signers,
+            messages,
+            round_timeout: self.cfg.round_timeout,
+        };
+        let scheme = record.scheme;
+        let seed = self.seed.child(b"sign", &session_context(&session));
+        match sessions::start_sign(scheme, config, Some(&share), None, &seed, self.now) {
+            Ok(s) => {
+                self.stats.sign_sessions += 1;
+                self.sessions.insert(session, Live { session: s });
+                self.drain_session(session);
+            }
+            Err(e) => self.refuse(from, &format!("signing start refused: {e:?}")),
+        }
+    }
+
+    fn on_sign_done(&mut self, key: SessionKey, result: Result<Option<Vec<Vec<u8>>>, Failure>) {
+        let Some(mut job) = self.sign_jobs.remove(&key.task) else {
+            if let Err(failure) = result {
+                self.event(Event::SessionFailed {
+                    session: key,
+                    failure,
+                });
+            }
+            return;
+        };
+        match result {
+            Ok(Some(signatures)) => {
+                let version = self
+                    .registry
+                    .keys
+                    .get(&job.key)
+                    .map_or(KeyVersion(1), |k| k.version);
+                let result = Ok(Response::Signed {
+                    key: job.key.clone(),
+                    version,
+                    signatures,
+                });
+                self.sign_results
+                    .put(job.request_id.clone(), result.clone());
+                for o in &job.origins {
+                    self.reply(*o, job.request_id.clone(), result.clone());
+                }
+            }
+            Ok(None) => {}
+            Err(failure) => {
+                self.event(Event::SessionFailed {
+                    session: key,
+                    failure: failure.clone(),
+                });
+                job.excluded.extend(failure.culprits.iter().copied());
+                if job.attempt < self.cfg.max_attempts && !failure.culprits.is_empty() {
+                    self.start_sign(job);
+                } else {
+                    let reason = format!("{:?}", failure.kind);
+                    self.fail_sign(
+                        job,
+                        RequestError::Failed {
+                            reason,
+                            culprits: failure.culprits,
+                        },
+                    );
+                }
+            }
+        }
+        self.schedule_sign();
+    }
+}
+
+fn validate_request(request_id: &str, request: &Request) -> Result<(), String> {
+    if request_id.is_empty() || request_id.len() > MAX_REQUEST_ID {
+        return Err(format!("request id must be 1 to {MAX_REQUEST_ID} bytes"));
+    }
+    match request {
+        Request::CreateKey {
+            threshold,
+            participants,
+            ..
+        } => {
+            if *threshold < 2 {
+                return Err(format!("threshold {threshold} is below 2"));
+            }
+            if let Some(p) = participants {
+                if p.len() < usize::from(*threshold) {
+                    return Err(format!(
+                        "threshold {threshold} exceeds the {} participants named",
+                        p.len()
+                    ));
+                }
+            }
+        }
+        Request::Sign { messages, .. } => {
+            if messages.is_empty() || messages.len() > crate::frost::sign::MAX_BATCH {
+                return Err(format!(
+                    "a batch must hold 1 to {} messages, not {}",
+                    crate::frost::sign::MAX_BATCH,
+                    messages.len()
+                ));
+            }
+            if let Some(m) = messages
+                .iter()
+                .find(|m| m.len() > crate::frost::sign::MAX_MESSAGE_BYTES)
+            {
+                return Err(format!(
+                    "a {}-byte message exceeds the {}-byte limit",
+                    m.len(),
+                    crate::frost::sign::MAX_MESSAGE_BYTES
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn session_context(key: &SessionKey) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.u8(key.kind as u8).u64(key.task).u32(key.attempt);
+    w.finish()
+}
+
+fn encode_share_key(key: &KeyId, version: KeyVersion) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.str(key.as_str()).u32(version.0);
+    w.finish()
+}
+
+fn decode_share_key(bytes: &[u8]) -> Option<(KeyId, KeyVersion)> {
+    let mut r = Reader::new(bytes);
+    let key = KeyId::new(&r.str("key", 64).ok()?).ok()?;
+    let v = KeyVersion(r.u32("version").ok()?);
+    r.finish().ok()?;
+    Some((key, v))
+}
+
+fn encode_origin(task: u64, attempt: u32) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.u64(task).u32(attempt);
+    w.finish()
+}
+
+fn decode_origin(bytes: &[u8]) -> Option<(u64, u32)> {
+    let mut r = Reader::new(bytes);
+    let t = r.u64("task").ok()?;
+    let a = r.u32("attempt").ok()?;
+    r.finish().ok()?;
+    Some((t, a))
+}
+
+#[allow(dead_code)]
+fn _assert_decode_error_is_error(e: DecodeError) -> Box<dyn std::error::Error> {
+    Box::new(e)
+}

@@ -1,0 +1,583 @@
+//! The replicated state machine: membership and roles, the key registry and task records.
+//!
+//! Every node applies the same committed commands in the same order and reaches the same state;
+//! [`Registry::apply`] is a pure function of the state and the command, and returns what changed
+//! so the node can react (start a session, answer a waiting client). Stale or out-of-order
+//! commands (a `Begin` for a task that is not queued, a `Complete` for an old attempt) change
+//! nothing. Key shares never appear here: only public key packages.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::codec::{DecodeError, Reader, Writer};
+use crate::ids::ParticipantId;
+use crate::persist::{KeyId, KeyVersion};
+use crate::scheme::Scheme;
+
+/// Largest encoded public key package kept in the registry.
+const MAX_PKP: usize = 64 * 1024;
+const MAX_MEMBERS: usize = 1024;
+/// Request ids are 1 to 128 bytes.
+pub const MAX_REQUEST_ID: usize = 128;
+
+/// What a cluster member is, from its certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NodeRole {
+    /// A node running inside a TEE.
+    Tee,
+    /// A node without TEE protection.
+    Mesh,
+}
+
+/// A key in the registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// The scheme.
+    pub scheme: Scheme,
+    /// Shares needed to sign.
+    pub threshold: u16,
+    /// Who holds a share of the active version.
+    pub participants: BTreeSet<ParticipantId>,
+    /// The active version's public key package (frost encoding).
+    pub public_key_package: Vec<u8>,
+    /// The active version.
+    pub version: KeyVersion,
+    /// Automatic refresh interval in milliseconds (0 = off).
+    pub rotation_interval_ms: u64,
+}
+
+/// What a DKG task creates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DkgSpec {
+    /// The new key's id.
+    pub key: KeyId,
+    /// Its scheme.
+    pub scheme: Scheme,
+    /// Its threshold.
+    pub threshold: u16,
+    /// Who should hold shares; empty means every member at the time the task starts.
+    pub participants: BTreeSet<ParticipantId>,
+}
+
+/// Where a task is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaskState {
+    /// Waiting for a free slot (concurrency limit) or for a retry.
+    Queued,
+    /// A session runs among `participants`.
+    Running {
+        /// Who takes part in this attempt.
+        participants: BTreeSet<ParticipantId>,
+    },
+    /// Finished; the key is registered.
+    Completed,
+    /// Gave up.
+    Failed {
+        /// Why.
+        reason: String,
+        /// Who was blamed in the last attempt.
+        culprits: BTreeSet<ParticipantId>,
+    },
+}
+
+/// A task record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskRecord {
+    /// The client's request id (idempotency key).
+    pub request_id: String,
+    /// The node the client asked.
+    pub origin: ParticipantId,
+    /// What to do.
+    pub spec: DkgSpec,
+    /// Attempts started so far.
+    pub attempt: u32,
+    /// Nodes blamed in earlier attempts, left out of later ones.
+    pub excluded: BTreeSet<ParticipantId>,
+    /// Where it is.
+    pub state: TaskState,
+}
+
+/// A command in the Raft log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Replicated {
+    /// A client asked for a key.
+    Submit {
+        /// Idempotency key.
+        request_id: String,
+        /// Who asked.
+        origin: ParticipantId,
+        /// What.
+        spec: DkgSpec,
+    },
+    /// The leader starts attempt `attempt` of `task` among `participants`.
+    Begin {
+        /// The task.
+        task: u64,
+        /// The attempt (previous + 1).
+        attempt: u32,
+        /// Who takes part.
+        participants: BTreeSet<ParticipantId>,
+    },
+    /// Every participant reported the same public key package.
+    Complete {
+        /// The task.
+        task: u64,
+        /// The attempt.
+        attempt: u32,
+        /// The agreed public key package.
+        public_key_package: Vec<u8>,
+    },
+    /// The attempt failed; retried without the culprits unless attempts are exhausted.
+    Fail {
+        /// The task.
+        task: u64,
+        /// The attempt.
+        attempt: u32,
+        /// Blamed participants.
+        culprits: BTreeSet<ParticipantId>,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What applying a command changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// Nothing (duplicate, stale, or invalid command).
+    Nothing,
+    /// A new task was queued.
+    Queued(u64),
+    /// An attempt started.
+    Started {
+        /// The task.
+        task: u64,
+        /// The attempt.
+        attempt: u32,
+    },
+    /// A task finished (successfully or not).
+    Finished(u64),
+    /// An attempt failed and the task went back to the queue.
+    Requeued {
+        /// The task.
+        task: u64,
+        /// The failed attempt.
+        attempt: u32,
+    },
+}
+
+/// The replicated state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Registry {
+    /// Cluster members and their roles.
+    pub members: BTreeMap<ParticipantId, NodeRole>,
+    /// Keys by id.
+    pub keys: BTreeMap<KeyId, KeyRecord>,
+    /// Tasks by id.
+    pub tasks: BTreeMap<u64, TaskRecord>,
+    /// Request id to task id.
+    pub requests: BTreeMap<String, u64>,
+    next_task: u64,
+    max_attempts: u32,
+    default_rotation_ms: u64,
+}
+
+impl Registry {
+    /// The initial state every node starts from (the same on every node).
+    pub fn new(
+        members: BTreeMap<ParticipantId, NodeRole>,
+        max_attempts: u32,
+        default_rotation_ms: u64,
+    ) -> Self {
+        Registry {
+            members,
+            next_task: 1,
+            max_attempts: max_attempts.max(1),
+            default_rotation_ms,
+            ..Registry::default()
+        }
+    }
+
+    /// Tasks waiting for a slot, oldest first.
+    pub fn queued(&self) -> impl Iterator<Item = (u64, &TaskRecord)> {
+        self.tasks
+            .iter()
+            .filter(|(_, t)| t.state == TaskState::Queued)
+            .map(|(id, t)| (*id, t))
+    }
+
+    /// How many tasks are running.
+    pub fn running(&self) -> usize {
+        self.tasks
+            .values()
+            .filter(|t| matches!(t.state, TaskState::Running { .. }))
+            .count()
+    }
+
+    /// Whether a key id is taken (registered, or the target of an unfinished task).
+    pub fn key_taken(&self, key: &KeyId) -> bool {
+        self.keys.contains_key(key)
+            || self.tasks.values().any(|t| {
+                &t.spec.key == key
+                    && matches!(t.state, TaskState::Queued | TaskState::Running { .. })
+            })
+    }
+
+    /// Applies one committed command.
+    pub fn apply(&mut self, cmd: &Replicated) -> Applied {
+        match cmd {
+            Replicated::Submit {
+                request_id,
+                origin,
+                spec,
+            } => {
+                if self.requests.contains_key(request_id) {
+                    return Applied::Nothing;
+                }
+                let id = self.next_task;
+                self.next_task += 1;
+                self.requests.insert(request_id.clone(), id);
+                let taken = self.key_taken(&spec.key);
+                let state = if taken {
+                    TaskState::Failed {
+                        reason: format!("key {} already exists", spec.key),
+                        culprits: BTreeSet::new(),
+                    }
+                } else {
+                    TaskState::Queued
+                };
+                self.tasks.insert(
+                    id,
+                    TaskRecord {
+                        request_id: request_id.clone(),
+                        origin: *origin,
+                        spec: spec.clone(),
+                        attempt: 0,
+                        excluded: BTreeSet::new(),
+                        state,
+                    },
+                );
+                if taken {
+                    Applied::Finished(id)
+                } else {
+                    Applied::Queued(id)
+                }
+            }
+            Replicated::Begin {
+                task,
+                attempt,
+                participants,
+            } => {
+                let Some(t) = self.tasks.get_mut(task) else {
+                    return Applied::Nothing;
+                };
+                if t.state != TaskState::Queued || *attempt != t.attempt + 1 {
+                    return Applied::Nothing;
+                }
+                t.attempt = *attempt;
+                t.state = TaskState::Running {
+                    participants: participants.clone(),
+                };
+                Applied::Started {
+                    task: *task,
+                    attempt: *attempt,
+                }
+            }
+            Replicated::Complete {
+                task,
+                attempt,
+                public_key_package,
+            } => {
+                let Some(t) = self.tasks.get_mut(task) else {
+                    return Applied::Nothing;
+                };
+                let TaskState::Running { participants } = &t.state else {
+                    return Applied::Nothing;
+                };
+                if *attempt != t.attempt {
+                    return Applied::Nothing;
+                }
+                let record = KeyRecord {
+                    scheme: t.spec.scheme,
+                    threshold: t.spec.threshold,
+                    participants: participants.clone(),
+                    public_key_package: public_key_package.clone(),
+                    version: KeyVersion(1),
+                    rotation_interval_ms: self.default_rotation_ms,
+                };
+                t.state = TaskState::Completed;
+                self.keys.insert(t.spec.key.clone(), record);
+                Applied::Finished(*task)
+            }
+            Replicated::Fail {
+                task,
+                attempt,
+                culprits,
+                reason,
+            } => {
+                let max = self.max_attempts;
+                let Some(t) = self.tasks.get_mut(task) else {
+                    return Applied::Nothing;
+                };
+                if !matches!(t.state, TaskState::Running { .. }) || *attempt != t.attempt {
+                    return Applied::Nothing;
+                }
+                t.excluded.extend(culprits.iter().copied());
+                if t.attempt >= max {
+                    t.state = TaskState::Failed {
+                        reason: format!("{reason} (after {} attempts)", t.attempt),
+                        culprits: culprits.clone(),
+                    };
+                    Applied::Finished(*task)
+                } else {
+                    t.state = TaskState::Queued;
+                    Applied::Requeued {
+                        task: *task,
+                        attempt: *attempt,
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn write_ids(w: &mut Writer, ids: &BTreeSet<ParticipantId>) {
+    w.count(ids.len());
+    for id in ids {
+        w.u16(id.get());
+    }
+}
+
+fn read_ids(r: &mut Reader<'_>) -> Result<BTreeSet<ParticipantId>, DecodeError> {
+    let n = r.count("participants", MAX_MEMBERS, 2)?;
+    let mut out = BTreeSet::new();
+    for _ in 0..n {
+        let id = ParticipantId::new(r.u16("participant")?)
+            .ok_or(DecodeError::Invalid("participant id 0"))?;
+        if !out.insert(id) {
+            return Err(DecodeError::Invalid("duplicate participant"));
+        }
+    }
+    Ok(out)
+}
+
+impl Replicated {
+    /// The log encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        match self {
+            Replicated::Submit {
+                request_id,
+                origin,
+                spec,
+            } => {
+                w.u8(1).str(request_id).u16(origin.get());
+                w.str(spec.key.as_str())
+                    .u8(spec.scheme.tag())
+                    .u16(spec.threshold);
+                write_ids(&mut w, &spec.participants);
+            }
+            Replicated::Begin {
+                task,
+                attempt,
+                participants,
+            } => {
+                w.u8(2).u64(*task).u32(*attempt);
+                write_ids(&mut w, participants);
+            }
+            Replicated::Complete {
+                task,
+                attempt,
+                public_key_package,
+            } => {
+                w.u8(3).u64(*task).u32(*attempt).bytes(public_key_package);
+            }
+            Replicated::Fail {
+                task,
+                attempt,
+                culprits,
+                reason,
+            } => {
+                w.u8(4).u64(*task).u32(*attempt);
+                write_ids(&mut w, culprits);
+                w.str(reason);
+            }
+        }
+        w.finish()
+    }
+
+    /// Decodes a log entry. Entries come from the leader, but a node still never trusts them
+    /// blindly: a malformed entry is skipped with an event rather than crashing every node.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let cmd = match r.u8("command")? {
+            1 => {
+                let request_id = r.str("request id", MAX_REQUEST_ID)?;
+                let origin =
+                    ParticipantId::new(r.u16("origin")?).ok_or(DecodeError::Invalid("origin 0"))?;
+                let key = KeyId::new(&r.str("key id", 64)?)
+                    .map_err(|_| DecodeError::Invalid("key id"))?;
+                let scheme =
+                    Scheme::from_tag(r.u8("scheme")?).ok_or(DecodeError::Invalid("scheme"))?;
+                let threshold = r.u16("threshold")?;
+                let participants = read_ids(&mut r)?;
+                Replicated::Submit {
+                    request_id,
+                    origin,
+                    spec: DkgSpec {
+                        key,
+                        scheme,
+                        threshold,
+                        participants,
+                    },
+                }
+            }
+            2 => Replicated::Begin {
+                task: r.u64("task")?,
+                attempt: r.u32("attempt")?,
+                participants: read_ids(&mut r)?,
+            },
+            3 => Replicated::Complete {
+                task: r.u64("task")?,
+                attempt: r.u32("attempt")?,
+                public_key_package: r.bytes("public key package", MAX_PKP)?,
+            },
+            4 => Replicated::Fail {
+                task: r.u64("task")?,
+                attempt: r.u32("attempt")?,
+                culprits: read_ids(&mut r)?,
+                reason: r.str("reason", 1024)?,
+            },
+            tag => {
+                return Err(DecodeError::BadTag {
+                    what: "command",
+                    tag,
+                })
+            }
+        };
+        r.finish()?;
+        Ok(cmd)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pid(n: u16) -> ParticipantId {
+        ParticipantId::new(n).unwrap()
+    }
+
+    fn spec(key: &str) -> DkgSpec {
+        DkgSpec {
+            key: KeyId::new(key).unwrap(),
+            scheme: Scheme::FrostEd25519,
+            threshold: 2,
+            participants: [pid(1), pid(2), pid(3)].into(),
+        }
+    }
+
+    #[test]
+    fn commands_round_trip() {
+        let cmds = [
+            Replicated::Submit {
+                request_id: "r1".into(),
+                origin: pid(2),
+                spec: spec("k"),
+            },
+            Replicated::Begin {
+                task: 1,
+                attempt: 1,
+                participants: [pid(1), pid(2)].into(),
+            },
+            Replicated::Complete {
+                task: 1,
+                attempt: 1,
+                public_key_package: vec![1, 2, 3],
+            },
+            Replicated::Fail {
+                task: 1,
+                attempt: 2,
+                culprits: [pid(3)].into(),
+                reason: "timeout".into(),
+            },
+        ];
+        for c in cmds {
+            assert_eq!(Replicated::decode(&c.encode()).unwrap(), c);
+            let mut bad = c.encode();
+            bad.push(0);
+            assert!(Replicated::decode(&bad).is_err());
+        }
+    }
+
+    #[test]
+    fn lifecycle_retries_and_ignores_stale_commands() {
+        let mut r = Registry::new([(pid(1), NodeRole::Tee)].into(), 2, 0);
+        let submit = Replicated::Submit {
+            request_id: "r1".into(),
+            origin: pid(1),
+            spec: spec("k"),
+        };
+        assert_eq!(r.apply(&submit), Applied::Queued(1));
+        assert_eq!(r.apply(&submit), Applied::Nothing, "idempotent");
+        let begin = |attempt| Replicated::Begin {
+            task: 1,
+            attempt,
+            participants: [pid(1), pid(2), pid(3)].into(),
+        };
+        assert_eq!(
+            r.apply(&begin(2)),
+            Applied::Nothing,
+            "attempts are sequential"
+        );
+        assert_eq!(
+            r.apply(&begin(1)),
+            Applied::Started {
+                task: 1,
+                attempt: 1
+            }
+        );
+        assert_eq!(r.apply(&begin(1)), Applied::Nothing, "already running");
+        let fail = |attempt| Replicated::Fail {
+            task: 1,
+            attempt,
+            culprits: [pid(3)].into(),
+            reason: "timeout".into(),
+        };
+        assert_eq!(
+            r.apply(&fail(1)),
+            Applied::Requeued {
+                task: 1,
+                attempt: 1
+            }
+        );
+        assert_eq!(r.tasks[&1].excluded, [pid(3)].into());
+        assert_eq!(
+            r.apply(&begin(2)),
+            Applied::Started {
+                task: 1,
+                attempt: 2
+            }
+        );
+        let stale = Replicated::Complete {
+            task: 1,
+            attempt: 1,
+            public_key_package: vec![9],
+        };
+        assert_eq!(r.apply(&stale), Applied::Nothing);
+        assert_eq!(r.apply(&fail(2)), Applied::Finished(1));
+        assert!(matches!(r.tasks[&1].state, TaskState::Failed { .. }));
+        // The key id is free again after a failed task.
+        let again = Replicated::Submit {
+            request_id: "r2".into(),
+            origin: pid(1),
+            spec: spec("k"),
+        };
+        assert_eq!(r.apply(&again), Applied::Queued(2));
+        // ... but not while a task for it is pending.
+        let third = Replicated::Submit {
+            request_id: "r3".into(),
+            origin: pid(1),
+            spec: spec("k"),
+        };
+        assert_eq!(r.apply(&third), Applied::Finished(3));
+    }
+}

@@ -1,0 +1,209 @@
+//! Scheme-erased sessions: the node runs sessions of every scheme side by side, so it drives them
+//! through one object-safe interface and gets results as bytes.
+
+use std::collections::BTreeSet;
+
+use frost_core::keys::{KeyPackage, PublicKeyPackage};
+
+use crate::frost::{
+    canonical, ConfigError, DkgConfig, FrostDkg, FrostSign, SignConfig, SignOutput,
+};
+use crate::ids::ParticipantId;
+use crate::persist::SecretBytes;
+use crate::rng::Seed;
+use crate::scheme::{FrostScheme, Scheme};
+use crate::session::{Failure, Payload, Rejection, Session, SessionInput, SessionOutput};
+use crate::time::Instant;
+
+/// A session's output with scheme-specific values encoded.
+#[derive(Debug)]
+pub enum ErasedOutput {
+    /// Send a message.
+    Send {
+        /// To whom.
+        to: ParticipantId,
+        /// What.
+        payload: Payload,
+    },
+    /// A peer's message was refused.
+    Misbehaved {
+        /// Who sent it.
+        from: ParticipantId,
+        /// Why.
+        reason: Rejection,
+    },
+    /// A DKG ended: this node's key package (secret) and the public key package.
+    DkgDone(Result<(SecretBytes, Vec<u8>), Failure>),
+    /// A signing session ended: `Some(signatures)` at the coordinator, `None` at a signer.
+    SignDone(Result<Option<Vec<Vec<u8>>>, Failure>),
+}
+
+/// An object-safe session of any scheme.
+pub trait ErasedSession {
+    /// See [`Session::handle_input`].
+    fn handle_input(&mut self, input: SessionInput<'_>);
+    /// See [`Session::poll_output`], with results encoded.
+    fn poll_output(&mut self) -> Option<ErasedOutput>;
+    /// See [`Session::poll_timeout`].
+    fn deadline(&self) -> Option<Instant>;
+}
+
+fn library_failure(what: &str) -> Failure {
+    Failure {
+        kind: crate::session::FailureKind::Library(what.to_string()),
+        culprits: BTreeSet::new(),
+    }
+}
+
+impl<C: FrostScheme> ErasedSession for FrostDkg<C> {
+    fn handle_input(&mut self, input: SessionInput<'_>) {
+        Session::handle_input(self, input)
+    }
+    fn poll_output(&mut self) -> Option<ErasedOutput> {
+        Some(match Session::poll_output(self)? {
+            SessionOutput::Send { to, payload } => ErasedOutput::Send { to, payload },
+            SessionOutput::Misbehaved { from, reason } => ErasedOutput::Misbehaved { from, reason },
+            SessionOutput::Done(Ok(out)) => {
+                let kp = canonical::encode(&out.key_package);
+                let pkp = canonical::encode(&out.public_key_package);
+                ErasedOutput::DkgDone(match (kp, pkp) {
+                    (Ok(kp), Ok(pkp)) => Ok((SecretBytes::new(kp), pkp)),
+                    _ => Err(library_failure("could not encode the DKG result")),
+                })
+            }
+            SessionOutput::Done(Err(f)) => ErasedOutput::DkgDone(Err(f)),
+        })
+    }
+    fn deadline(&self) -> Option<Instant> {
+        self.poll_timeout().map(|(at, _)| at)
+    }
+}
+
+impl<C: FrostScheme> ErasedSession for FrostSign<C> {
+    fn handle_input(&mut self, input: SessionInput<'_>) {
+        Session::handle_input(self, input)
+    }
+    fn poll_output(&mut self) -> Option<ErasedOutput> {
+        Some(match Session::poll_output(self)? {
+            SessionOutput::Send { to, payload } => ErasedOutput::Send { to, payload },
+            SessionOutput::Misbehaved { from, reason } => ErasedOutput::Misbehaved { from, reason },
+            SessionOutput::Done(Ok(SignOutput::Signatures(sigs))) => {
+                let encoded: Result<Vec<_>, _> = sigs.iter().map(canonical::encode).collect();
+                ErasedOutput::SignDone(
+                    encoded
+                        .map(Some)
+                        .map_err(|_| library_failure("could not encode a signature")),
+                )
+            }
+            SessionOutput::Done(Ok(SignOutput::SharesSent)) => ErasedOutput::SignDone(Ok(None)),
+            SessionOutput::Done(Err(f)) => ErasedOutput::SignDone(Err(f)),
+        })
+    }
+    fn deadline(&self) -> Option<Instant> {
+        self.poll_timeout().map(|(at, _)| at)
+    }
+}
+
+/// Why a session could not be created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartError {
+    /// The configuration is invalid.
+    Config(ConfigError),
+    /// Stored key material did not decode (corrupt store or wrong scheme).
+    BadKeyMaterial(&'static str),
+}
+
+/// Starts a DKG session of `scheme`.
+pub fn start_dkg(
+    scheme: Scheme,
+    config: DkgConfig,
+    seed: &Seed,
+    now: Instant,
+) -> Result<Box<dyn ErasedSession>, StartError> {
+    fn make<C: FrostScheme>(
+        config: DkgConfig,
+        seed: &Seed,
+        now: Instant,
+    ) -> Result<Box<dyn ErasedSession>, StartError> {
+        Ok(Box::new(
+            FrostDkg::<C>::new(config, seed, now).map_err(StartError::Config)?,
+        ))
+    }
+    match scheme {
+        Scheme::FrostEd25519 => make::<frost_ed25519::Ed25519Sha512>(config, seed, now),
+        Scheme::FrostSecp256k1 => make::<frost_secp256k1::Secp256K1Sha256>(config, seed, now),
+        Scheme::FrostP256 => make::<frost_p256::P256Sha256>(config, seed, now),
+        Scheme::FrostSecp256k1Taproot => {
+            make::<frost_secp256k1_tr::Secp256K1Sha256TR>(config, seed, now)
+        }
+    }
+}
+
+/// Starts a signing session of `scheme`. `key_package` is this node's share if it signs;
+/// `public_key_package` is required if it coordinates.
+pub fn start_sign(
+    scheme: Scheme,
+    config: SignConfig,
+    key_package: Option<&SecretBytes>,
+    public_key_package: Option<&[u8]>,
+    seed: &Seed,
+    now: Instant,
+) -> Result<Box<dyn ErasedSession>, StartError> {
+    fn make<C: FrostScheme>(
+        config: SignConfig,
+        key_package: Option<&SecretBytes>,
+        public_key_package: Option<&[u8]>,
+        seed: &Seed,
+        now: Instant,
+    ) -> Result<Box<dyn ErasedSession>, StartError> {
+        let kp = key_package
+            .map(|b| canonical::decode::<KeyPackage<C>>(b.expose(), None, "key package"))
+            .transpose()
+            .map_err(|_| StartError::BadKeyMaterial("stored key package does not decode"))?;
+        let pkp = public_key_package
+            .map(|b| canonical::decode::<PublicKeyPackage<C>>(b, None, "public key package"))
+            .transpose()
+            .map_err(|_| StartError::BadKeyMaterial("public key package does not decode"))?;
+        Ok(Box::new(
+            FrostSign::<C>::new(config, kp, pkp, seed, now).map_err(StartError::Config)?,
+        ))
+    }
+    match scheme {
+        Scheme::FrostEd25519 => {
+            make::<frost_ed25519::Ed25519Sha512>(config, key_package, public_key_package, seed, now)
+        }
+        Scheme::FrostSecp256k1 => make::<frost_secp256k1::Secp256K1Sha256>(
+            config,
+            key_package,
+            public_key_package,
+            seed,
+            now,
+        ),
+        Scheme::FrostP256 => {
+            make::<frost_p256::P256Sha256>(config, key_package, public_key_package, seed, now)
+        }
+        Scheme::FrostSecp256k1Taproot => make::<frost_secp256k1_tr::Secp256K1Sha256TR>(
+            config,
+            key_package,
+            public_key_package,
+            seed,
+            now,
+        ),
+    }
+}
+
+/// The group public key (the standard encoding for the scheme) from a public key package.
+pub fn group_public_key(scheme: Scheme, public_key_package: &[u8]) -> Option<Vec<u8>> {
+    fn get<C: FrostScheme>(pkp: &[u8]) -> Option<Vec<u8>> {
+        let pkp = canonical::decode::<PublicKeyPackage<C>>(pkp, None, "pkp").ok()?;
+        pkp.verifying_key().serialize().ok()
+    }
+    match scheme {
+        Scheme::FrostEd25519 => get::<frost_ed25519::Ed25519Sha512>(public_key_package),
+        Scheme::FrostSecp256k1 => get::<frost_secp256k1::Secp256K1Sha256>(public_key_package),
+        Scheme::FrostP256 => get::<frost_p256::P256Sha256>(public_key_package),
+        Scheme::FrostSecp256k1Taproot => {
+            get::<frost_secp256k1_tr::Secp256K1Sha256TR>(public_key_package)
+        }
+    }
+}

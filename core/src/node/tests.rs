@@ -1,0 +1,654 @@
+//! In-memory multi-node tests of the node state machine: a deterministic network with latency,
+//! an in-memory disk per node, virtual time.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand_core::RngCore;
+
+use super::*;
+use crate::persist::{PersistOp, RestoredState};
+use crate::scheme::Scheme;
+use crate::transcript::Transcript;
+
+fn pid(n: u16) -> ParticipantId {
+    ParticipantId::new(n).unwrap()
+}
+
+/// What a node's disk holds (only what the node acknowledged as durable).
+#[derive(Default, Clone)]
+struct Disk {
+    hard_state: Option<HardState>,
+    entries: BTreeMap<u64, RaftEntry>,
+    shares: BTreeMap<(KeyId, KeyVersion), SecretBytes>,
+    records: BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>,
+}
+
+impl Disk {
+    fn apply(&mut self, batch: &PersistBatch) {
+        for op in &batch.ops {
+            match op {
+                PersistOp::AppendEntries(es) => {
+                    if let Some(first) = es.first() {
+                        self.entries.retain(|i, _| *i < first.index);
+                    }
+                    for e in es {
+                        self.entries.insert(e.index, e.clone());
+                    }
+                }
+                PersistOp::SetHardState(h) => self.hard_state = Some(*h),
+                PersistOp::InstallSnapshot(_) => {}
+                PersistOp::PutShare {
+                    key,
+                    version,
+                    share,
+                } => {
+                    self.shares.insert((key.clone(), *version), share.clone());
+                }
+                PersistOp::EraseShare { key, version } => {
+                    self.shares.remove(&(key.clone(), *version));
+                }
+                PersistOp::MarkConsumed { .. } => {}
+                PersistOp::PutRecord { table, key, value } => {
+                    if let RecordValue::Public(v) = value {
+                        self.records
+                            .entry(table.clone())
+                            .or_default()
+                            .insert(key.clone(), v.clone());
+                    }
+                }
+                PersistOp::DeleteRecord { table, key } => {
+                    if let Some(t) = self.records.get_mut(table) {
+                        t.remove(key);
+                    }
+                }
+            }
+        }
+    }
+
+    fn restored(&self) -> RestoredState {
+        RestoredState {
+            hard_state: self.hard_state,
+            snapshot: None,
+            entries: self.entries.values().cloned().collect(),
+            records: self.records.clone(),
+            ..RestoredState::default()
+        }
+    }
+}
+
+struct InFlight {
+    at: Instant,
+    seq: u64,
+    from: ParticipantId,
+    to: ParticipantId,
+    bytes: Vec<u8>,
+}
+
+struct Cluster {
+    nodes: BTreeMap<ParticipantId, Node>,
+    disks: BTreeMap<ParticipantId, Disk>,
+    configs: BTreeMap<ParticipantId, NodeConfig>,
+    down: BTreeSet<ParticipantId>,
+    queue: Vec<InFlight>,
+    seq: u64,
+    now: Instant,
+    net_rng: CoreRng,
+    seed: u64,
+    events: BTreeMap<ParticipantId, Vec<Event>>,
+    transcript: Transcript,
+    /// Extra delay added to every message sent by these nodes (a slow node).
+    slow: BTreeMap<ParticipantId, u64>,
+}
+
+impl Cluster {
+    fn new(n: u16, seed: u64, tweak: impl Fn(&mut NodeConfig)) -> Cluster {
+        let members: BTreeMap<_, _> = (1..=n).map(|i| (pid(i), NodeRole::Tee)).collect();
+        let mut c = Cluster {
+            nodes: BTreeMap::new(),
+            disks: BTreeMap::new(),
+            configs: BTreeMap::new(),
+            down: BTreeSet::new(),
+            queue: Vec::new(),
+            seq: 0,
+            now: Instant::ZERO,
+            net_rng: Seed::from_u64(seed).child(b"net", &[]).rng(),
+            seed,
+            events: BTreeMap::new(),
+            transcript: Transcript::new(),
+            slow: BTreeMap::new(),
+        };
+        for id in members.keys() {
+            let mut cfg = NodeConfig::new(*id, members.clone());
+            tweak(&mut cfg);
+            c.configs.insert(*id, cfg);
+            c.disks.insert(*id, Disk::default());
+            c.start(*id);
+        }
+        c
+    }
+
+    fn start(&mut self, id: ParticipantId) {
+        let disk = &self.disks[&id];
+        let node_seed = Seed::from_u64(self.seed).child(b"node", &id.get().to_be_bytes());
+        let node = Node::new(
+            self.configs[&id].clone(),
+            disk.restored(),
+            disk.shares.clone(),
+            node_seed,
+            self.now,
+        )
+        .unwrap();
+        self.nodes.insert(id, node);
+        self.down.remove(&id);
+        self.drain(id);
+    }
+
+    /// A crash: the node's memory and in-flight messages to it are gone; its disk stays.
+    fn crash(&mut self, id: ParticipantId) {
+        self.nodes.remove(&id);
+        self.down.insert(id);
+        self.queue.retain(|m| m.to != id);
+    }
+
+    fn drain(&mut self, id: ParticipantId) {
+        loop {
+            let Some(node) = self.nodes.get_mut(&id) else {
+                return;
+            };
+            let Some(out) = node.poll_output() else {
+                return;
+            };
+            match out {
+                Output::Transmit { to, bytes } => {
+                    self.transcript.record(&format!("{id}->{to}"), &bytes);
+                    let latency =
+                        1 + self.net_rng.next_u64() % 5 + self.slow.get(&id).copied().unwrap_or(0);
+                    self.seq += 1;
+                    self.queue.push(InFlight {
+                        at: Instant::from_millis(self.now.as_millis() + latency),
+                        seq: self.seq,
+                        from: id,
+                        to,
+                        bytes,
+                    });
+                }
+                Output::Persist(batch) => {
+                    // Secrets never enter the Raft log.
+                    for op in &batch.ops {
+                        if let PersistOp::AppendEntries(es) = op {
+                            for e in es {
+                                for (_, s) in self.disks[&id].shares.iter() {
+                                    assert!(
+                                        !contains(&e.bytes, s.expose()),
+                                        "a share in the Raft log"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                    if let Some(d) = self.disks.get_mut(&id) {
+                        d.apply(&batch);
+                    }
+                    let token = batch.token;
+                    let now = self.now;
+                    if let Some(node) = self.nodes.get_mut(&id) {
+                        node.handle_input(Input::Persisted { at: now, token })
+                            .unwrap();
+                    }
+                }
+                Output::Event(e) => {
+                    self.transcript
+                        .record(&format!("event {id}"), format!("{e:?}").as_bytes());
+                    self.events.entry(id).or_default().push(e);
+                }
+            }
+        }
+    }
+
+    /// Advances to the next event (message delivery or node deadline) and handles it.
+    fn step(&mut self) {
+        let next_msg = self.queue.iter().map(|m| (m.at, m.seq)).min();
+        let next_timer = self.nodes.values().map(|n| n.poll_timeout()).min();
+        match (next_msg, next_timer) {
+            (Some((at, seq)), timer) if timer.is_none_or(|t| at <= t) => {
+                let i = self.queue.iter().position(|m| m.seq == seq).unwrap();
+                let m = self.queue.swap_remove(i);
+                self.now = self.now.max(at);
+                if let Some(node) = self.nodes.get_mut(&m.to) {
+                    node.handle_input(Input::Message {
+                        at: self.now,
+                        from: m.from,
+                        bytes: &m.bytes,
+                    })
+                    .unwrap();
+                    self.drain(m.to);
+                }
+            }
+            (_, Some(t)) => {
+                self.now = self.now.max(t);
+                let ids: Vec<_> = self.nodes.keys().copied().collect();
+                for id in ids {
+                    if self.nodes[&id].poll_timeout() <= self.now {
+                        let now = self.now;
+                        self.nodes
+                            .get_mut(&id)
+                            .unwrap()
+                            .handle_input(Input::Timeout { now })
+                            .unwrap();
+                        self.drain(id);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn run_until(&mut self, limit_ms: u64, mut done: impl FnMut(&Cluster) -> bool) -> bool {
+        let end = self.now.as_millis() + limit_ms;
+        while self.now.as_millis() < end {
+            if done(self) {
+                return true;
+            }
+            self.step();
+        }
+        done(self)
+    }
+
+    fn leader(&self) -> Option<ParticipantId> {
+        let leaders: BTreeSet<_> = self.nodes.values().filter_map(|n| n.leader()).collect();
+        let l = *leaders.iter().next()?;
+        (leaders.len() == 1 && self.nodes.values().all(|n| n.leader() == Some(l))).then_some(l)
+    }
+
+    fn client(&mut self, at: ParticipantId, request_id: &str, request: Request) {
+        let now = self.now;
+        self.nodes
+            .get_mut(&at)
+            .unwrap()
+            .handle_input(Input::Client {
+                at: now,
+                request_id: request_id.into(),
+                request,
+            })
+            .unwrap();
+        self.drain(at);
+    }
+
+    fn answers(&self, at: ParticipantId, request_id: &str) -> Vec<Result<Response, RequestError>> {
+        self.events
+            .get(&at)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| match e {
+                Event::Completed {
+                    request_id: r,
+                    result,
+                } if r == request_id => Some(result.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn await_answer(
+        &mut self,
+        at: ParticipantId,
+        request_id: &str,
+    ) -> Result<Response, RequestError> {
+        let ok = self.run_until(120_000, |c| !c.answers(at, request_id).is_empty());
+        assert!(ok, "no answer to {request_id} at {at:?}");
+        self.answers(at, request_id)[0].clone()
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn follower(c: &Cluster) -> ParticipantId {
+    let l = c.leader().unwrap();
+    *c.nodes.keys().find(|p| **p != l).unwrap()
+}
+
+fn verify(scheme: Scheme, public_key: &[u8], message: &[u8], sig: &[u8]) -> bool {
+    match scheme {
+        Scheme::FrostEd25519 => keyshard_verifier::ed25519(public_key, message, sig),
+        Scheme::FrostSecp256k1 => keyshard_verifier::frost_secp256k1(public_key, message, sig),
+        Scheme::FrostP256 => keyshard_verifier::frost_p256(public_key, message, sig),
+        Scheme::FrostSecp256k1Taproot => keyshard_verifier::bip340(public_key, message, sig),
+    }
+    .is_ok()
+}
+
+fn create(
+    c: &mut Cluster,
+    at: ParticipantId,
+    rid: &str,
+    key: &str,
+    scheme: Scheme,
+    t: u16,
+) -> Result<Response, RequestError> {
+    c.client(
+        at,
+        rid,
+        Request::CreateKey {
+            key: KeyId::new(key).unwrap(),
+            scheme,
+            threshold: t,
+            participants: None,
+        },
+    );
+    c.await_answer(at, rid)
+}
+
+#[test]
+fn clusters_of_3_5_7_elect_create_keys_and_sign_from_any_node() {
+    for (n, t) in [(3u16, 2u16), (5, 3), (7, 4)] {
+        let mut c = Cluster::new(n, u64::from(n), |_| {});
+        assert!(
+            c.run_until(30_000, |c| c.leader().is_some()),
+            "{n} nodes elect a leader"
+        );
+        let f = follower(&c);
+        let scheme = Scheme::ALL[usize::from(n) % 4];
+        let Ok(Response::KeyCreated {
+            public_key,
+            version,
+            ..
+        }) = create(&mut c, f, "create-1", "treasury", scheme, t)
+        else {
+            panic!("DKG failed on {n} nodes");
+        };
+        assert_eq!(version, KeyVersion(1));
+        // One key, one public key package, on every node; every member holds a share.
+        let key = KeyId::new("treasury").unwrap();
+        assert!(c.run_until(10_000, |c| c
+            .nodes
+            .values()
+            .all(|node| node.registry().keys.contains_key(&key))));
+        let pkps: BTreeSet<_> = c
+            .nodes
+            .values()
+            .map(|node| node.registry().keys[&key].public_key_package.clone())
+            .collect();
+        assert_eq!(pkps.len(), 1);
+        for node in c.nodes.values() {
+            assert_eq!(
+                node.share_versions(&key),
+                vec![KeyVersion(1)],
+                "{:?}",
+                node.id()
+            );
+        }
+        // Sign (a batch) from every node in turn.
+        let signers: Vec<_> = c.nodes.keys().copied().collect();
+        for (i, at) in signers.into_iter().enumerate() {
+            let messages = vec![format!("payment {i}").into_bytes(), b"second".to_vec()];
+            let rid = format!("sign-{i}");
+            c.client(
+                at,
+                &rid,
+                Request::Sign {
+                    key: key.clone(),
+                    messages: messages.clone(),
+                },
+            );
+            let Ok(Response::Signed { signatures, .. }) = c.await_answer(at, &rid) else {
+                panic!("signing failed at {at:?}");
+            };
+            for (m, s) in messages.iter().zip(&signatures) {
+                assert!(
+                    verify(scheme, &public_key, m, s),
+                    "{scheme} signature from {at:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_repeated_request_id_gets_the_first_answer_and_runs_nothing_twice() {
+    let mut c = Cluster::new(3, 11, |_| {});
+    assert!(c.run_until(30_000, |c| c.leader().is_some()));
+    let f = follower(&c);
+    let first = create(&mut c, f, "r1", "k1", Scheme::FrostEd25519, 2);
+    let dkg_before: u64 = c.nodes.values().map(|n| n.stats.dkg_sessions).sum();
+    // The same request again, at the same node and at another one.
+    c.client(
+        f,
+        "r1",
+        Request::CreateKey {
+            key: KeyId::new("k1").unwrap(),
+            scheme: Scheme::FrostEd25519,
+            threshold: 2,
+            participants: None,
+        },
+    );
+    let l = c.leader().unwrap();
+    c.client(
+        l,
+        "r1",
+        Request::CreateKey {
+            key: KeyId::new("k1").unwrap(),
+            scheme: Scheme::FrostEd25519,
+            threshold: 2,
+            participants: None,
+        },
+    );
+    c.run_until(5_000, |_| false);
+    assert_eq!(c.answers(f, "r1"), vec![first.clone(), first.clone()]);
+    assert_eq!(c.answers(l, "r1"), vec![first]);
+    assert_eq!(
+        c.nodes.values().map(|n| n.stats.dkg_sessions).sum::<u64>(),
+        dkg_before
+    );
+
+    let key = KeyId::new("k1").unwrap();
+    c.client(
+        f,
+        "s1",
+        Request::Sign {
+            key: key.clone(),
+            messages: vec![b"m".to_vec()],
+        },
+    );
+    let signed = c.await_answer(f, "s1");
+    assert!(signed.is_ok());
+    let sign_before: u64 = c.nodes.values().map(|n| n.stats.sign_sessions).sum();
+    c.client(
+        f,
+        "s1",
+        Request::Sign {
+            key: key.clone(),
+            messages: vec![b"m".to_vec()],
+        },
+    );
+    c.run_until(5_000, |_| false);
+    assert_eq!(c.answers(f, "s1"), vec![signed.clone(), signed]);
+    assert_eq!(
+        c.nodes.values().map(|n| n.stats.sign_sessions).sum::<u64>(),
+        sign_before
+    );
+
+    // A different key id that exists: a clear error.
+    c.client(
+        f,
+        "r2",
+        Request::CreateKey {
+            key: key.clone(),
+            scheme: Scheme::FrostP256,
+            threshold: 2,
+            participants: None,
+        },
+    );
+    assert_eq!(c.await_answer(f, "r2"), Err(RequestError::KeyExists(key)));
+}
+
+#[test]
+fn with_a_limit_of_two_dkgs_the_third_waits_and_nothing_is_dropped() {
+    let mut c = Cluster::new(3, 12, |cfg| cfg.limits.dkg = 2);
+    assert!(c.run_until(30_000, |c| c.leader().is_some()));
+    let f = follower(&c);
+    for i in 0..3 {
+        c.client(
+            f,
+            &format!("r{i}"),
+            Request::CreateKey {
+                key: KeyId::new(&format!("k{i}")).unwrap(),
+                scheme: Scheme::FrostSecp256k1,
+                threshold: 2,
+                participants: None,
+            },
+        );
+    }
+    for i in 0..3 {
+        assert!(c.await_answer(f, &format!("r{i}")).is_ok());
+    }
+    let max = c
+        .nodes
+        .values()
+        .map(|n| n.stats.max_running_dkg)
+        .max()
+        .unwrap();
+    assert_eq!(max, 2, "at most two DKGs ran at once, and two did");
+}
+
+#[test]
+fn a_crashed_participant_is_blamed_and_the_dkg_retried_without_it() {
+    let mut c = Cluster::new(4, 13, |_| {});
+    assert!(c.run_until(30_000, |c| c.leader().is_some()));
+    let l = c.leader().unwrap();
+    let victim = *c.nodes.keys().find(|p| **p != l).unwrap();
+    c.crash(victim);
+    let r = create(&mut c, l, "r", "k", Scheme::FrostP256, 2);
+    assert!(r.is_ok(), "{r:?}");
+    let key = KeyId::new("k").unwrap();
+    let record = &c.nodes[&l].registry().keys[&key];
+    assert!(!record.participants.contains(&victim));
+    assert_eq!(record.participants.len(), 3);
+    let task = c.nodes[&l].registry().tasks.values().next().unwrap();
+    assert_eq!(task.attempt, 2);
+    assert!(task.excluded.contains(&victim));
+}
+
+#[test]
+fn a_restarted_node_catches_up_and_signs_again() {
+    let mut c = Cluster::new(3, 14, |_| {});
+    assert!(c.run_until(30_000, |c| c.leader().is_some()));
+    let l = c.leader().unwrap();
+    assert!(create(&mut c, l, "r", "k", Scheme::FrostEd25519, 3).is_ok());
+    let f = follower(&c);
+    c.crash(f);
+    c.run_until(2_000, |_| false);
+    c.start(f);
+    let key = KeyId::new("k").unwrap();
+    assert!(
+        c.run_until(30_000, |c| c.nodes[&f].registry().keys.contains_key(&key)
+            && c.leader().is_some())
+    );
+    // t = n = 3: the restarted node must sign for this to succeed.
+    c.client(
+        f,
+        "s",
+        Request::Sign {
+            key,
+            messages: vec![b"after restart".to_vec()],
+        },
+    );
+    assert!(c.await_answer(f, "s").is_ok());
+}
+
+#[test]
+fn bad_input_never_changes_state() {
+    let mut c = Cluster::new(3, 15, |_| {});
+    assert!(c.run_until(30_000, |c| c.leader().is_some()));
+    let f = follower(&c);
+    let term = c.nodes[&f].term();
+    let now = c.now;
+    let garbage: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0xff; 10],
+        vec![1, 0, 0, 0, 5, 1, 2],
+        vec![3; 1000],
+    ];
+    for g in &garbage {
+        c.nodes
+            .get_mut(&f)
+            .unwrap()
+            .handle_input(Input::Message {
+                at: now,
+                from: pid(1),
+                bytes: g,
+            })
+            .unwrap();
+        // From a stranger.
+        c.nodes
+            .get_mut(&f)
+            .unwrap()
+            .handle_input(Input::Message {
+                at: now,
+                from: pid(99),
+                bytes: g,
+            })
+            .unwrap();
+    }
+    c.drain(f);
+    assert_eq!(c.nodes[&f].term(), term);
+    assert!(c.nodes[&f].stats.refused >= 2 * garbage.len() as u64);
+    // Bad client requests get clear errors.
+    c.client(
+        f,
+        "",
+        Request::Sign {
+            key: KeyId::new("k").unwrap(),
+            messages: vec![],
+        },
+    );
+    c.client(
+        f,
+        "x",
+        Request::Sign {
+            key: KeyId::new("k").unwrap(),
+            messages: vec![],
+        },
+    );
+    let bad = c.answers(f, "x");
+    assert!(
+        matches!(&bad[..], [Err(RequestError::BadRequest(m))] if m.contains("batch")),
+        "{bad:?}"
+    );
+    c.client(
+        f,
+        "y",
+        Request::Sign {
+            key: KeyId::new("nope").unwrap(),
+            messages: vec![b"m".to_vec()],
+        },
+    );
+    assert_eq!(
+        c.await_answer(f, "y"),
+        Err(RequestError::NoSuchKey(KeyId::new("nope").unwrap()))
+    );
+}
+
+#[test]
+fn one_seed_replays_byte_identically_including_elections() {
+    let run = |seed: u64| {
+        let mut c = Cluster::new(5, seed, |_| {});
+        assert!(c.run_until(30_000, |c| c.leader().is_some()));
+        let f = follower(&c);
+        assert!(create(&mut c, f, "r", "k", Scheme::FrostSecp256k1Taproot, 3).is_ok());
+        c.client(
+            f,
+            "s",
+            Request::Sign {
+                key: KeyId::new("k").unwrap(),
+                messages: vec![b"x".to_vec()],
+            },
+        );
+        assert!(c.await_answer(f, "s").is_ok());
+        (c.transcript.digest(), c.leader())
+    };
+    let a = run(21);
+    assert_eq!(a, run(21));
+    assert_ne!(a.0, run(22).0);
+}
