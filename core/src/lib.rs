@@ -11,12 +11,15 @@
 //! - [`frost`]: FROST (RFC 9591) distributed key generation and threshold signing, generic over
 //!   `frost_core::Ciphersuite`, hardened against the gaps found in frost-core 3.0.0.
 //! - [`scheme`]: the signature schemes the product ships and their names on the wire.
+//! - [`node`]: node-level policy: health scoring, leader transfer decisions and participant
+//!   selection.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod frost;
 pub mod ids;
+pub mod node;
 pub mod persist;
 pub mod rng;
 pub mod scheme;
