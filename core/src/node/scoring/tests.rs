@@ -490,3 +490,52 @@ fn the_monitor_is_deterministic() {
     };
     assert_eq!(run(), run());
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn snapshot() -> impl Strategy<Value = Snapshot> {
+        (
+            0u32..1_000,
+            0u32..1_000,
+            0u32..1_000,
+            0u32..1_000,
+            proptest::option::of((0u64..10_000_000, 0u64..10_000_000)),
+        )
+            .prop_map(|(completed, timeouts, blamed, aborted, lat)| {
+                let (p50, p95) = match lat {
+                    Some((a, b)) => (Some(ms(a.min(b))), Some(ms(a.max(b)))),
+                    None => (None, None),
+                };
+                Snapshot {
+                    completed,
+                    timeouts,
+                    blamed,
+                    aborted,
+                    p50,
+                    p95,
+                }
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// In range; one more failure of any kind never raises the score; a slower p95 never
+        /// raises it.
+        #[test]
+        fn score_is_in_range_and_monotone(snap in snapshot(), extra in 1u64..1_000_000) {
+            let s = score(&snap, HALF);
+            prop_assert!(s <= Score::MAX);
+            for worse in [
+                Snapshot { timeouts: snap.timeouts + 1, ..snap },
+                Snapshot { blamed: snap.blamed + 1, ..snap },
+                Snapshot { aborted: snap.aborted + 1, ..snap },
+                Snapshot { p95: snap.p95.map(|d| d + ms(extra)), ..snap },
+            ] {
+                prop_assert!(score(&worse, HALF) <= s, "{:?} vs {:?}", worse, snap);
+            }
+        }
+    }
+}

@@ -426,3 +426,68 @@ fn uniform_below_is_in_range_for_awkward_bounds() {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Checks the exclusion rules against their statement, over random event histories: a
+    /// blamed node is excluded for the whole blame cool-down; a node never blamed with fewer
+    /// than K timeouts since its last success is never excluded; no cool-down outlives the
+    /// longest configured one; and `prune` changes no answer from then on.
+    #[test]
+    fn exclusions_follow_their_rules(
+        events in proptest::collection::vec((1u16..=4, 0u8..4, 0u64..=90_000), 0..40),
+        probe in 0u64..=2_000_000,
+    ) {
+        let cfg = ExclusionConfig::default();
+        let k = cfg.timeouts_to_exclude.get();
+        let longest = cfg.blame_cooldown.max(cfg.timeout_cooldown);
+        let mut ex = Exclusions::new(cfg);
+        let mut t = 0u64;
+        let mut last_blame: BTreeMap<u16, u64> = BTreeMap::new();
+        let mut last_event: BTreeMap<u16, u64> = BTreeMap::new();
+        // Timeouts since the node's last success, counted without the cool-down restart.
+        let mut since_success: BTreeMap<u16, u32> = BTreeMap::new();
+        for &(node, kind, dt) in &events {
+            t += dt;
+            let outcome = match kind {
+                0 => Outcome::Completed { latency: Duration::ZERO },
+                1 => Outcome::Failed(FailureKind::Timeout),
+                2 => Outcome::Failed(FailureKind::Blamed),
+                _ => Outcome::Failed(FailureKind::Aborted),
+            };
+            ex.record(p(node), outcome, at(t));
+            last_event.insert(node, t);
+            match kind {
+                0 => { since_success.insert(node, 0); }
+                1 => *since_success.entry(node).or_default() += 1,
+                2 => { last_blame.insert(node, t); }
+                _ => {}
+            }
+            if kind == 2 {
+                for probe_t in [t, t + cfg.blame_cooldown.as_millis() as u64 - 1] {
+                    prop_assert!(ex.is_excluded(p(node), at(probe_t)));
+                }
+            }
+        }
+        for node in 1..=4u16 {
+            let never_blamed = !last_blame.contains_key(&node);
+            let few_timeouts = since_success.get(&node).copied().unwrap_or(0) < k;
+            let ever_timed_out_k = events
+                .iter()
+                .filter(|(n, kind, _)| *n == node && *kind == 1)
+                .count() as u32 >= k;
+            if never_blamed && few_timeouts && !ever_timed_out_k {
+                prop_assert!(!ex.is_excluded(p(node), at(t + probe % 1_000)));
+            }
+            if let Some(&last) = last_event.get(&node) {
+                let after = at(last).saturating_add(longest);
+                prop_assert!(!ex.is_excluded(p(node), after));
+            }
+        }
+        let before: Vec<bool> = (1..=4u16).map(|n| ex.is_excluded(p(n), at(t + probe))).collect();
+        ex.prune(at(t + probe));
+        let after: Vec<bool> = (1..=4u16).map(|n| ex.is_excluded(p(n), at(t + probe))).collect();
+        prop_assert_eq!(before, after);
+    }
+}
