@@ -225,7 +225,9 @@ mod tests {
             .i64(-3)
             .bytes(b"abc")
             .str("hé")
-            .count(2);
+            .count(2)
+            .u8(1)
+            .u8(2);
         let bytes = w.finish();
         let mut r = Reader::new(&bytes);
         assert_eq!(r.u8("a").unwrap(), 7);

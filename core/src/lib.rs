@@ -11,6 +11,8 @@
 //! - [`frost`]: FROST (RFC 9591) distributed key generation and threshold signing, generic over
 //!   `frost_core::Ciphersuite`, hardened against the gaps found in frost-core 3.0.0.
 //! - [`scheme`]: the signature schemes the product ships and their names on the wire.
+//! - [`node`]: node-level policy: health scoring, leader transfer decisions and participant
+//!   selection.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -23,9 +23,14 @@
 //! - **Sign**: no Raft write. Any node forwards to the leader, which picks `t` signers at random
 //!   (seeded) among the key's holders that are not excluded, coordinates the session, and replies;
 //!   results are cached per request id, so a retry gets the first answer.
+//!
+//! Policy modules: [`select`] (seeded, health-weighted participant choice with cool-downs) and
+//! [`scoring`] (per-node rolling metrics and the debounced leader-transfer decision).
 
 pub mod raft_wire;
 pub mod registry;
+pub mod scoring;
+pub mod select;
 pub mod sessions;
 pub mod wire;
 
