@@ -266,6 +266,8 @@ struct SignJob {
     messages: Vec<Vec<u8>>,
     attempt: u32,
     excluded: BTreeSet<ParticipantId>,
+    signers: BTreeSet<ParticipantId>,
+    started: Instant,
 }
 
 /// A client request waiting at the node that received it.
@@ -334,6 +336,10 @@ pub struct Node {
     sign_jobs: BTreeMap<u64, SignJob>,
     sign_queue: VecDeque<SignJob>,
     next_run: u64,
+    /// Per-node health as this node observed it (drives participant selection).
+    metrics: BTreeMap<ParticipantId, scoring::NodeMetrics>,
+    /// Nodes cooling down after blame or repeated timeouts.
+    exclusions: select::Exclusions,
     /// Counters, for metrics and tests.
     pub stats: NodeStats,
 }
@@ -463,6 +469,8 @@ impl Node {
             sign_jobs: BTreeMap::new(),
             sign_queue: VecDeque::new(),
             next_run: 1,
+            metrics: BTreeMap::new(),
+            exclusions: select::Exclusions::new(select::ExclusionConfig::default()),
             stats: NodeStats::default(),
             cfg,
             raw,
@@ -1494,6 +1502,8 @@ impl Node {
                     messages,
                     attempt: 0,
                     excluded: BTreeSet::new(),
+                    signers: BTreeSet::new(),
+                    started: self.now,
                 };
                 self.sign_queue.push_back(job);
                 self.schedule_sign();
@@ -1523,31 +1533,32 @@ impl Node {
             return self.fail_sign(job, RequestError::NoSuchKey(k));
         };
         job.attempt += 1;
-        let candidates: Vec<ParticipantId> = record
+        let candidates: BTreeSet<ParticipantId> = record
             .participants
             .iter()
             .copied()
             .filter(|p| !job.excluded.contains(p))
             .collect();
+        let weights = select::health_weights(&candidates, &self.metrics, self.now);
         let t = usize::from(record.threshold);
-        if candidates.len() < t {
-            let available = candidates.len() as u16;
-            return self.fail_sign(
-                job,
-                RequestError::NotEnoughParticipants {
-                    needed: record.threshold,
-                    available,
-                },
-            );
-        }
-        // Uniform random choice of t signers from the seeded RNG (partial Fisher-Yates).
-        let mut pool = candidates;
-        let mut signers = BTreeSet::new();
-        for i in 0..t {
-            let j = i + (self.rng.next_u64() % (pool.len() - i) as u64) as usize;
-            pool.swap(i, j);
-            signers.insert(pool[i]);
-        }
+        let signers = match select::select(&weights, t, &self.exclusions, self.now, &mut self.rng) {
+            Ok(s) => s,
+            Err(select::SelectError::NotEnoughEligible { eligible, .. }) => {
+                let needed = record.threshold;
+                return self.fail_sign(
+                    job,
+                    RequestError::NotEnoughParticipants {
+                        needed,
+                        available: eligible as u16,
+                    },
+                );
+            }
+            Err(e) => {
+                return self.fail_sign(job, RequestError::BadRequest(e.to_string()));
+            }
+        };
+        job.signers = signers.clone();
+        job.started = self.now;
         let run = (self.raw.raft.term << 32) | self.next_run;
         self.next_run += 1;
         let session = SessionKey {
@@ -1658,6 +1669,7 @@ impl Node {
             }
             return;
         };
+        self.record_outcomes(&job.signers, job.started, result.as_ref().err());
         match result {
             Ok(Some(signatures)) => {
                 let version = self
@@ -1698,6 +1710,40 @@ impl Node {
             }
         }
         self.schedule_sign();
+    }
+}
+
+impl Node {
+    /// Feeds a session's outcome into per-node health and the exclusion cool-downs.
+    fn record_outcomes(
+        &mut self,
+        participants: &BTreeSet<ParticipantId>,
+        started: Instant,
+        failure: Option<&Failure>,
+    ) {
+        let now = self.now;
+        let latency = now.saturating_duration_since(started);
+        for p in participants {
+            let outcome = match failure {
+                Some(f) if f.culprits.contains(p) => match f.kind {
+                    FailureKind::Timeout { .. } => {
+                        scoring::Outcome::Failed(scoring::FailureKind::Timeout)
+                    }
+                    _ => scoring::Outcome::Failed(scoring::FailureKind::Blamed),
+                },
+                _ => scoring::Outcome::Completed { latency },
+            };
+            self.exclusions.record(*p, outcome, now);
+            self.metrics
+                .entry(*p)
+                .or_insert_with(|| scoring::NodeMetrics::new(scoring::ScoringConfig::default()))
+                .record(now, outcome);
+        }
+    }
+
+    /// Whether `p` is cooling down after blame or repeated timeouts (as this node sees it).
+    pub fn is_excluded(&self, p: ParticipantId) -> bool {
+        self.exclusions.is_excluded(p, self.now)
     }
 }
 

@@ -652,3 +652,49 @@ fn one_seed_replays_byte_identically_including_elections() {
     assert_eq!(a, run(21));
     assert_ne!(a.0, run(22).0);
 }
+
+#[test]
+fn signing_survives_a_crashed_signer_and_stops_picking_it() {
+    let mut c = Cluster::new(5, 16, |_| {});
+    assert!(c.run_until(30_000, |c| c.leader().is_some()));
+    let l = c.leader().unwrap();
+    assert!(create(&mut c, l, "r", "k", Scheme::FrostSecp256k1, 3).is_ok());
+    let victim = *c.nodes.keys().find(|p| **p != l).unwrap();
+    c.crash(victim);
+    let key = KeyId::new("k").unwrap();
+    for i in 0..8 {
+        let rid = format!("s{i}");
+        c.client(
+            l,
+            &rid,
+            Request::Sign {
+                key: key.clone(),
+                messages: vec![vec![i]],
+            },
+        );
+        assert!(
+            c.await_answer(l, &rid).is_ok(),
+            "signing {i} with a signer down"
+        );
+    }
+    // The silent node was blamed by timeouts; after three it cools down and is not picked.
+    assert!(c.nodes[&l].is_excluded(victim));
+    let sessions_before = c.nodes[&l].stats.sign_sessions;
+    for i in 8..12 {
+        let rid = format!("s{i}");
+        c.client(
+            l,
+            &rid,
+            Request::Sign {
+                key: key.clone(),
+                messages: vec![vec![i]],
+            },
+        );
+        assert!(c.await_answer(l, &rid).is_ok());
+    }
+    assert_eq!(
+        c.nodes[&l].stats.sign_sessions - sessions_before,
+        4,
+        "no retries: the dead node is not picked"
+    );
+}
