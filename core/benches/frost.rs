@@ -145,6 +145,42 @@ fn bare_sign<C: Ciphersuite>(
     frost_core::aggregate(&package, &shares, pkp).expect("aggregate");
 }
 
+/// Bare frost-core signing plus the encoding every networked deployment needs: each signer's
+/// commitments, the signing package and each share are serialized by the sender and
+/// deserialized (and so validated: point decompression, subgroup checks) by the receiver.
+fn bare_sign_wire<C: Ciphersuite>(
+    kps: &BTreeMap<Identifier<C>, KeyPackage<C>>,
+    pkp: &PublicKeyPackage<C>,
+    t: u16,
+    rng: &mut keyshard_core::rng::CoreRng,
+) {
+    let signers: Vec<_> = kps.iter().take(usize::from(t)).collect();
+    let mut nonces = BTreeMap::new();
+    let mut commitments = BTreeMap::new();
+    for (id, kp) in &signers {
+        let (n, c) = frost_core::round1::commit(kp.signing_share(), rng);
+        nonces.insert(**id, n);
+        let wire = c.serialize().expect("encode");
+        commitments.insert(
+            **id,
+            frost_core::round1::SigningCommitments::deserialize(&wire).expect("decode"),
+        );
+    }
+    let package = SigningPackage::new(commitments, b"benchmark message");
+    let package_wire = package.serialize().expect("encode");
+    let mut shares = BTreeMap::new();
+    for (id, kp) in &signers {
+        let received = SigningPackage::<C>::deserialize(&package_wire).expect("decode");
+        let share = frost_core::round2::sign(&received, &nonces[*id], kp).expect("sign");
+        let wire = share.serialize();
+        shares.insert(
+            **id,
+            frost_core::round2::SignatureShare::deserialize(&wire).expect("decode"),
+        );
+    }
+    frost_core::aggregate(&package, &shares, pkp).expect("aggregate");
+}
+
 fn session_sign<C: Ciphersuite>(
     kps: &BTreeMap<ParticipantId, KeyPackage<C>>,
     pkp: &PublicKeyPackage<C>,
@@ -218,6 +254,12 @@ fn suite<C: FrostScheme>(c: &mut Criterion) {
             let mut rng = Seed::from_u64(1).rng();
             timed(b, &format!("{name}/sign-bare/{size}"), || {
                 bare_sign::<C>(&kps, &pkp, t, &mut rng)
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("sign-bare-wire", &size), &t, |b, &t| {
+            let mut rng = Seed::from_u64(1).rng();
+            timed(b, &format!("{name}/sign-bare-wire/{size}"), || {
+                bare_sign_wire::<C>(&kps, &pkp, t, &mut rng)
             })
         });
         g.bench_with_input(BenchmarkId::new("sign-session", &size), &t, |b, &t| {
@@ -305,29 +347,33 @@ fn print_table() {
     println!(
         "\n## FROST: bare frost-core vs keyshard sessions (median ms, all parties in one thread)\n"
     );
-    println!(
-        "| scheme | size | DKG bare | DKG session | ratio | sign bare | sign session | ratio |"
-    );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    println!("| scheme | size | DKG bare | DKG session | ratio | sign bare | sign bare+wire | sign session | vs bare | vs bare+wire |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for scheme in keyshard_core::scheme::Scheme::ALL {
         for (t, n) in SIZES {
             let size = format!("{t}-of-{n}");
             let k = |what: &str| get(&format!("{}/{what}/{size}", scheme.name()));
-            if let (Some(db), Some(ds), Some(sb), Some(ss)) = (
-                k("dkg-bare"),
-                k("dkg-session"),
-                k("sign-bare"),
-                k("sign-session"),
-            ) {
+            let row = (|| {
+                Some((
+                    k("dkg-bare")?,
+                    k("dkg-session")?,
+                    k("sign-bare")?,
+                    k("sign-bare-wire")?,
+                    k("sign-session")?,
+                ))
+            })();
+            if let Some((db, ds, sb, sw, ss)) = row {
                 println!(
-                    "| {} | {size} | {} | {} | {:.2}x | {} | {} | {:.2}x |",
+                    "| {} | {size} | {} | {} | {:.2}x | {} | {} | {} | {:.2}x | {:.2}x |",
                     scheme.name(),
                     ms(db),
                     ms(ds),
                     ds / db,
                     ms(sb),
+                    ms(sw),
                     ms(ss),
-                    ss / sb
+                    ss / sb,
+                    ss / sw
                 );
             }
         }
