@@ -267,17 +267,8 @@ impl<C: Ciphersuite> FrostDkg<C> {
                 actual: got,
             });
         }
-        if fdkg::verify_proof_of_knowledge(
-            from.to_frost(),
-            package.commitment(),
-            package.proof_of_knowledge(),
-        )
-        .is_err()
-        {
-            // Definitive misbehaviour by an authenticated participant: the run cannot succeed.
-            self.fail(FailureKind::InvalidProofOfKnowledge, BTreeSet::from([from]));
-            return Ok(());
-        }
+        // The proof of knowledge is checked once, by frost-core's part2 when the round-1 set is
+        // complete; a failure names its sender (see `start_round2`).
         if let State::Round1 { received, .. } = &mut self.state {
             received.insert(from, (package, bytes));
         }
