@@ -71,8 +71,12 @@ fn dkg<C: Ciphersuite>(
                 threshold: t,
                 round_timeout: TIMEOUT,
             };
-            FrostDkg::new(cfg, &root.child(b"dkg", &me.get().to_be_bytes()), Instant::ZERO)
-                .expect("config")
+            FrostDkg::new(
+                cfg,
+                &root.child(b"dkg", &me.get().to_be_bytes()),
+                Instant::ZERO,
+            )
+            .expect("config")
         })
         .collect();
     let mut net = LocalNet::new(sessions, Delivery::Fifo, Instant::ZERO);

@@ -246,17 +246,36 @@ mod tests {
     #[test]
     fn due_rotations_is_pure_and_ordered() {
         let mut reg = BTreeMap::new();
-        reg.insert(key("b"), KeyRotation::new(KeyVersion(3), Instant::ZERO, Some(Duration::from_secs(3600))));
-        reg.insert(key("a"), KeyRotation::new(KeyVersion(1), Instant::ZERO, None));
-        reg.insert(key("c"), KeyRotation::new(KeyVersion(1), Instant::ZERO, Some(Duration::ZERO)));
+        reg.insert(
+            key("b"),
+            KeyRotation::new(
+                KeyVersion(3),
+                Instant::ZERO,
+                Some(Duration::from_secs(3600)),
+            ),
+        );
+        reg.insert(
+            key("a"),
+            KeyRotation::new(KeyVersion(1), Instant::ZERO, None),
+        );
+        reg.insert(
+            key("c"),
+            KeyRotation::new(KeyVersion(1), Instant::ZERO, Some(Duration::ZERO)),
+        );
         let now = at_hours(30);
         let first = due_rotations(&reg, now, DEFAULT_RETRY_AFTER);
         assert_eq!(first, due_rotations(&reg, now, DEFAULT_RETRY_AFTER));
         assert_eq!(
             first,
             vec![
-                RotationCommand::StartRefresh { key: key("a"), from_version: KeyVersion(1) },
-                RotationCommand::StartRefresh { key: key("b"), from_version: KeyVersion(3) },
+                RotationCommand::StartRefresh {
+                    key: key("a"),
+                    from_version: KeyVersion(1)
+                },
+                RotationCommand::StartRefresh {
+                    key: key("b"),
+                    from_version: KeyVersion(3)
+                },
             ]
         );
     }
@@ -264,7 +283,10 @@ mod tests {
     #[test]
     fn a_failed_refresh_retries_after_the_delay_and_keeps_the_version() {
         let mut s = RotationSchedule::new(DEFAULT_RETRY_AFTER);
-        s.insert(key("k"), KeyRotation::new(KeyVersion(1), Instant::ZERO, None));
+        s.insert(
+            key("k"),
+            KeyRotation::new(KeyVersion(1), Instant::ZERO, None),
+        );
         let t = at_hours(24);
         assert_eq!(s.poll(t).len(), 1);
         assert!(s.poll(t).is_empty(), "in flight: not returned twice");
@@ -274,7 +296,10 @@ mod tests {
         assert_eq!(s.poll_timeout(), Some(retry));
         assert_eq!(
             s.poll(retry),
-            vec![RotationCommand::StartRefresh { key: key("k"), from_version: KeyVersion(1) }]
+            vec![RotationCommand::StartRefresh {
+                key: key("k"),
+                from_version: KeyVersion(1)
+            }]
         );
         assert_eq!(
             s.on_refreshed(&key("k"), KeyVersion(2), retry),
@@ -283,21 +308,32 @@ mod tests {
         );
         s.on_refreshed(&key("k"), KeyVersion(1), retry).unwrap();
         assert_eq!(s.get(&key("k")).unwrap().version, KeyVersion(2));
-        assert_eq!(s.poll_timeout(), Some(retry.saturating_add(DEFAULT_ROTATION_INTERVAL)));
+        assert_eq!(
+            s.poll_timeout(),
+            Some(retry.saturating_add(DEFAULT_ROTATION_INTERVAL))
+        );
     }
 
     #[test]
     fn a_long_outage_rotates_once() {
         let mut s = RotationSchedule::new(DEFAULT_RETRY_AFTER);
-        s.insert(key("k"), KeyRotation::new(KeyVersion(1), Instant::ZERO, None));
+        s.insert(
+            key("k"),
+            KeyRotation::new(KeyVersion(1), Instant::ZERO, None),
+        );
         // The cluster was down for 30 days: 30 intervals were missed.
         let back = at_hours(24 * 30 + 5);
         assert_eq!(s.poll(back).len(), 1);
         s.on_refreshed(&key("k"), KeyVersion(1), back).unwrap();
         // Nothing more is due until one interval after that refresh.
         for h in 0..24 {
-            assert!(s.poll(back.saturating_add(Duration::from_secs(h * 3600))).is_empty());
+            assert!(s
+                .poll(back.saturating_add(Duration::from_secs(h * 3600)))
+                .is_empty());
         }
-        assert_eq!(s.poll(back.saturating_add(DEFAULT_ROTATION_INTERVAL)).len(), 1);
+        assert_eq!(
+            s.poll(back.saturating_add(DEFAULT_ROTATION_INTERVAL)).len(),
+            1
+        );
     }
 }

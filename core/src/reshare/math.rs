@@ -277,6 +277,9 @@ pub fn new_key_package<C: Ciphersuite>(
     ))
 }
 
+/// Every new member's key package and the new public key package.
+pub type NewKeys<C> = (BTreeMap<ParticipantId, KeyPackage<C>>, PublicKeyPackage<C>);
+
 /// The whole reshare computed in one place with every party honest: dealers' old key packages
 /// in, new key packages and the new public key package out. For tests and as the benchmarks'
 /// baseline (the session adds only messages, checks and agreement on top of these calls).
@@ -286,7 +289,7 @@ pub fn reshare_in_memory<C: Ciphersuite, R: RngCore + CryptoRng>(
     new_members: &BTreeSet<ParticipantId>,
     new_threshold: u16,
     rng: &mut R,
-) -> Result<(BTreeMap<ParticipantId, KeyPackage<C>>, PublicKeyPackage<C>), MathError> {
+) -> Result<NewKeys<C>, MathError> {
     let qualified: BTreeSet<ParticipantId> = old_key_packages.keys().copied().collect();
     let mut dealings = BTreeMap::new();
     for (&i, kp) in old_key_packages {
@@ -355,7 +358,9 @@ mod tests {
             let mut acc = <C::Group as Group>::identity();
             for &i in &set {
                 let l = lagrange_at_zero::<C>(&set, i).unwrap();
-                acc = acc + <C::Group as Group>::generator() * (l * by_pid[&i].signing_share().to_scalar());
+                acc = acc
+                    + <C::Group as Group>::generator()
+                        * (l * by_pid[&i].signing_share().to_scalar());
             }
             assert!(acc == pkp.verifying_key().to_element());
         }
@@ -385,7 +390,8 @@ mod tests {
         let set: BTreeSet<_> = [2u16, 7, 9].into_iter().map(pid).collect();
         let mut s = FieldOf::<C>::zero();
         for &i in &set {
-            s = s + lagrange_at_zero::<C>(&set, i).unwrap() * new_kps[&i].signing_share().to_scalar();
+            s = s + lagrange_at_zero::<C>(&set, i).unwrap()
+                * new_kps[&i].signing_share().to_scalar();
         }
         assert!(<C::Group as Group>::generator() * s == pkp.verifying_key().to_element());
     }

@@ -324,19 +324,23 @@ impl<C: Ciphersuite> FrostReshare<C> {
                 participants: n,
             });
         }
-        let old_threshold = old_public_key_package
-            .min_signers()
-            .ok_or(ConfigError::MissingKeyMaterial("old public key package threshold"))?;
+        let old_threshold =
+            old_public_key_package
+                .min_signers()
+                .ok_or(ConfigError::MissingKeyMaterial(
+                    "old public key package threshold",
+                ))?;
         if dealers.len() < usize::from(old_threshold) {
             return Err(ConfigError::TooFewDealers {
                 dealers: dealers.len(),
                 threshold: old_threshold,
             });
         }
-        if dealers
-            .iter()
-            .any(|d| !old_public_key_package.verifying_shares().contains_key(&d.to_frost()))
-        {
+        if dealers.iter().any(|d| {
+            !old_public_key_package
+                .verifying_shares()
+                .contains_key(&d.to_frost())
+        }) {
             return Err(ConfigError::KeyMaterialMismatch(
                 "a dealer holds no share of the old version",
             ));
@@ -424,11 +428,11 @@ impl<C: Ciphersuite> FrostReshare<C> {
 
     fn deal_own(&mut self, share: &SigningShare<C>, seed: &Seed) {
         let mut rng = seed.rng();
-        let dealing =
-            match math::deal::<C, _>(share, self.new_threshold, &self.receivers, &mut rng) {
-                Ok(d) => d,
-                Err(e) => return self.fail(FailureKind::Library(format!("{e:?}")), BTreeSet::new()),
-            };
+        let dealing = match math::deal::<C, _>(share, self.new_threshold, &self.receivers, &mut rng)
+        {
+            Ok(d) => d,
+            Err(e) => return self.fail(FailureKind::Library(format!("{e:?}")), BTreeSet::new()),
+        };
         let mut commitment_fields = Vec::with_capacity(dealing.commitment().len());
         for c in dealing.commitment() {
             match c.serialize() {
@@ -706,7 +710,11 @@ impl<C: Ciphersuite> FrostReshare<C> {
         }
         let disputed = receivers
             .iter()
-            .zip(their_echo.chunks_exact(DIGEST_LEN).zip(echo.chunks_exact(DIGEST_LEN)))
+            .zip(
+                their_echo
+                    .chunks_exact(DIGEST_LEN)
+                    .zip(echo.chunks_exact(DIGEST_LEN)),
+            )
             .find(|(_, (theirs, ours))| theirs != ours)
             .map(|(p, _)| *p);
         if let Some(sender) = disputed {
@@ -731,9 +739,7 @@ impl<C: Ciphersuite> FrostReshare<C> {
     fn advance(&mut self, at: Instant) {
         let next = match &self.phase {
             Phase::Deal if self.deals.len() == self.dealers.len() => self.start_verdict(),
-            Phase::Verdict if self.verdicts.len() == self.receivers.len() => {
-                self.start_confirm()
-            }
+            Phase::Verdict if self.verdicts.len() == self.receivers.len() => self.start_confirm(),
             Phase::Confirm { confirmed, .. } if confirmed.len() + 1 == self.receivers.len() => {
                 if let Phase::Confirm { output, .. } =
                     std::mem::replace(&mut self.phase, Phase::Finished)
@@ -803,7 +809,12 @@ impl<C: Ciphersuite> FrostReshare<C> {
     }
 
     /// The qualified set and the exclusions, from the verdict messages of every receiver.
-    fn qualify(&self) -> (BTreeSet<ParticipantId>, BTreeMap<ParticipantId, Vec<Exclusion>>) {
+    fn qualify(
+        &self,
+    ) -> (
+        BTreeSet<ParticipantId>,
+        BTreeMap<ParticipantId, Vec<Exclusion>>,
+    ) {
         let mut qualified = BTreeSet::new();
         let mut excluded: BTreeMap<ParticipantId, Vec<Exclusion>> = BTreeMap::new();
         for (k, dealer) in self.dealers.iter().enumerate() {
@@ -859,7 +870,10 @@ impl<C: Ciphersuite> FrostReshare<C> {
         for i in &qualified {
             // Every qualified dealer has our own "ok" verdict, so its deal is here.
             let Some(deal) = self.deals.get(i) else {
-                self.fail(FailureKind::Library("qualified dealer without a deal".into()), BTreeSet::new());
+                self.fail(
+                    FailureKind::Library("qualified dealer without a deal".into()),
+                    BTreeSet::new(),
+                );
                 return None;
             };
             commitments.insert(*i, deal.commitment.clone());
@@ -918,7 +932,10 @@ impl<C: Ciphersuite> FrostReshare<C> {
             match self.verdicts.get(r) {
                 Some(m) => echo.extend_from_slice(&m.payload_digest),
                 None => {
-                    self.fail(FailureKind::Library("verdict set incomplete".into()), BTreeSet::new());
+                    self.fail(
+                        FailureKind::Library("verdict set incomplete".into()),
+                        BTreeSet::new(),
+                    );
                     return None;
                 }
             }
@@ -1081,11 +1098,14 @@ fn decode_commitment<C: Ciphersuite>(
             actual: bytes.len(),
         });
     }
-    let c = CoefficientCommitment::<C>::deserialize(bytes)
-        .map_err(|_| Rejection::Malformed { field: "commitment" })?;
+    let c = CoefficientCommitment::<C>::deserialize(bytes).map_err(|_| Rejection::Malformed {
+        field: "commitment",
+    })?;
     match c.serialize() {
         Ok(again) if again == bytes => Ok(c),
-        _ => Err(Rejection::Malformed { field: "commitment" }),
+        _ => Err(Rejection::Malformed {
+            field: "commitment",
+        }),
     }
 }
 

@@ -4,7 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use frost_core::keys::{KeyPackage, PublicKeyPackage, SigningShare, VerifyingShare};
-use frost_core::{aggregate_custom, round1, round2, CheaterDetection, Ciphersuite, Field, Group, Signature, SigningPackage};
+use frost_core::{
+    aggregate_custom, round1, round2, CheaterDetection, Ciphersuite, Field, Group, Signature,
+    SigningPackage,
+};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -17,7 +20,9 @@ use crate::frost::{ConfigError, FrostSign, SignConfig};
 use crate::ids::ParticipantId;
 use crate::persist::{KeyId, KeyVersion};
 use crate::rng::Seed;
-use crate::rotation::{KeyRotation, RotationCommand, RotationSchedule, DEFAULT_RETRY_AFTER, DEFAULT_ROTATION_INTERVAL};
+use crate::rotation::{
+    KeyRotation, RotationCommand, RotationSchedule, DEFAULT_RETRY_AFTER, DEFAULT_ROTATION_INTERVAL,
+};
 use crate::scheme::FrostScheme;
 use crate::session::local::{Delivery, LocalNet};
 use crate::session::{Failure, FailureKind, Frame};
@@ -59,8 +64,14 @@ fn reshare_sessions<C: Ciphersuite>(
                 round_timeout: TIMEOUT,
             };
             let kp = plan.dealers.contains(me).then(|| &old_kps[me]);
-            FrostReshare::new(cfg, kp, old_pkp.clone(), &root.child(b"reshare", &me.get().to_be_bytes()), now)
-                .unwrap()
+            FrostReshare::new(
+                cfg,
+                kp,
+                old_pkp.clone(),
+                &root.child(b"reshare", &me.get().to_be_bytes()),
+                now,
+            )
+            .unwrap()
         })
         .collect()
 }
@@ -72,8 +83,20 @@ fn reshare_net<C: Ciphersuite>(
     seed: u64,
     delivery: Delivery,
 ) -> LocalNet<FrostReshare<C>> {
-    LocalNet::new(reshare_sessions(old_kps, old_pkp, plan, seed, Instant::ZERO), delivery, Instant::ZERO)
+    LocalNet::new(
+        reshare_sessions(old_kps, old_pkp, plan, seed, Instant::ZERO),
+        delivery,
+        Instant::ZERO,
+    )
 }
+
+/// New key packages, the agreed public key package, Q, and the exclusions.
+type MembersOutcome<C> = (
+    BTreeMap<ParticipantId, KeyPackage<C>>,
+    PublicKeyPackage<C>,
+    BTreeSet<ParticipantId>,
+    BTreeMap<ParticipantId, Vec<Exclusion>>,
+);
 
 /// The new members' outputs of a run in which every live new member succeeded: checks roles,
 /// agreement on one public key package and on Q, and the unchanged group key.
@@ -82,7 +105,7 @@ fn members_of<C: Ciphersuite>(
     old_pkp: &PublicKeyPackage<C>,
     plan: &Plan,
     live: &BTreeSet<ParticipantId>,
-) -> (BTreeMap<ParticipantId, KeyPackage<C>>, PublicKeyPackage<C>, BTreeSet<ParticipantId>, BTreeMap<ParticipantId, Vec<Exclusion>>) {
+) -> MembersOutcome<C> {
     let mut kps = BTreeMap::new();
     let mut pkps = BTreeSet::new();
     let mut qualified = BTreeSet::new();
@@ -115,7 +138,11 @@ fn members_of<C: Ciphersuite>(
         }
     }
     let expected_members: BTreeSet<_> = plan.new_members.intersection(live).copied().collect();
-    assert_eq!(kps.keys().copied().collect::<BTreeSet<_>>(), expected_members, "every live new member holds v+1");
+    assert_eq!(
+        kps.keys().copied().collect::<BTreeSet<_>>(),
+        expected_members,
+        "every live new member holds v+1"
+    );
     assert_eq!(pkps.len(), 1, "one public key package");
     assert_eq!(qualified.len(), 1, "one qualified set");
     let pkp = PublicKeyPackage::<C>::deserialize(pkps.first().unwrap()).unwrap();
@@ -126,10 +153,21 @@ fn members_of<C: Ciphersuite>(
     );
     assert_eq!(pkp.min_signers(), Some(plan.new_threshold));
     assert_eq!(
-        pkp.verifying_shares().keys().copied().collect::<BTreeSet<_>>(),
-        plan.new_members.iter().map(|p| p.to_frost::<C>()).collect::<BTreeSet<_>>()
+        pkp.verifying_shares()
+            .keys()
+            .copied()
+            .collect::<BTreeSet<_>>(),
+        plan.new_members
+            .iter()
+            .map(|p| p.to_frost::<C>())
+            .collect::<BTreeSet<_>>()
     );
-    (kps, pkp, qualified.pop_first().unwrap(), excluded.unwrap_or_default())
+    (
+        kps,
+        pkp,
+        qualified.pop_first().unwrap(),
+        excluded.unwrap_or_default(),
+    )
 }
 
 /// Runs a reshare in which everyone is honest and returns the new key material.
@@ -139,7 +177,11 @@ fn run_reshare<C: Ciphersuite>(
     plan: &Plan,
     seed: u64,
     delivery: Delivery,
-) -> (BTreeMap<ParticipantId, KeyPackage<C>>, PublicKeyPackage<C>, [u8; 32]) {
+) -> (
+    BTreeMap<ParticipantId, KeyPackage<C>>,
+    PublicKeyPackage<C>,
+    [u8; 32],
+) {
     let mut net = reshare_net(old_kps, old_pkp, plan, seed, delivery);
     net.run(1_000_000);
     assert!(net.rejections.is_empty(), "{:?}", net.rejections);
@@ -189,7 +231,11 @@ fn forged_key_package<C: Ciphersuite>(
 }
 
 fn with_threshold<C: Ciphersuite>(pkp: &PublicKeyPackage<C>, t: u16) -> PublicKeyPackage<C> {
-    PublicKeyPackage::new(pkp.verifying_shares().clone(), *pkp.verifying_key(), Some(t))
+    PublicKeyPackage::new(
+        pkp.verifying_shares().clone(),
+        *pkp.verifying_key(),
+        Some(t),
+    )
 }
 
 fn produces_valid_signature<C: FrostScheme>(
@@ -198,7 +244,8 @@ fn produces_valid_signature<C: FrostScheme>(
     message: &[u8],
     seed: u64,
 ) -> bool {
-    sign_directly(kps, pkp, message, seed).is_some_and(|s| verify_independently(pkp, message, &s).is_ok())
+    sign_directly(kps, pkp, message, seed)
+        .is_some_and(|s| verify_independently(pkp, message, &s).is_ok())
 }
 
 /// Signs `message` through the `FrostSign` session with `signers` (the first coordinates).
@@ -210,8 +257,20 @@ fn sign_and_verify<C: FrostScheme>(
     seed: u64,
 ) {
     let coordinator = *signers.first().unwrap();
-    let (sigs, _) = run_sign(kps, pkp, signers, coordinator, &[message.to_vec()], seed, Delivery::Fifo);
-    assert!(verify_independently(pkp, message, &sigs[0]).is_ok(), "{:?}", C::SCHEME);
+    let (sigs, _) = run_sign(
+        kps,
+        pkp,
+        signers,
+        coordinator,
+        &[message.to_vec()],
+        seed,
+        Delivery::Fifo,
+    );
+    assert!(
+        verify_independently(pkp, message, &sigs[0]).is_ok(),
+        "{:?}",
+        C::SCHEME
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -260,18 +319,20 @@ fn case_strategy() -> impl Strategy<Value = Case> {
                 any::<prop::sample::Index>(),
             )
         })
-        .prop_map(|((t, t2, old, new, dealers, seed), signers, replaced)| Case {
-            t,
-            old: old.into_iter().map(pid).collect(),
-            plan: Plan {
-                dealers: dealers.into_iter().map(pid).collect(),
-                new_members: new.into_iter().map(pid).collect(),
-                new_threshold: t2,
+        .prop_map(
+            |((t, t2, old, new, dealers, seed), signers, replaced)| Case {
+                t,
+                old: old.into_iter().map(pid).collect(),
+                plan: Plan {
+                    dealers: dealers.into_iter().map(pid).collect(),
+                    new_members: new.into_iter().map(pid).collect(),
+                    new_threshold: t2,
+                },
+                signers: signers.into_iter().map(pid).collect(),
+                replaced,
+                seed,
             },
-            signers: signers.into_iter().map(pid).collect(),
-            replaced,
-            seed,
-        })
+        )
 }
 
 fn reshare_property<C: FrostScheme>() {
@@ -281,8 +342,12 @@ fn reshare_property<C: FrostScheme>() {
     });
     runner
         .run(&case_strategy(), |case| {
-            let (old_kps, old_pkp, _) =
-                run_dkg::<C>(&case.old, case.t, case.seed, Delivery::Random(Seed::from_u64(case.seed ^ 1)));
+            let (old_kps, old_pkp, _) = run_dkg::<C>(
+                &case.old,
+                case.t,
+                case.seed,
+                Delivery::Random(Seed::from_u64(case.seed ^ 1)),
+            );
             let (kps, pkp, _) = run_reshare(
                 &old_kps,
                 &old_pkp,
@@ -324,7 +389,12 @@ fn reshare_property<C: FrostScheme>() {
                 .iter()
                 .map(|p| forged_key_package(*p, *kps[p].signing_share(), &pkp, t2 - 1))
                 .collect();
-            prop_assert!(!produces_valid_signature(&forged, &with_threshold(&pkp, t2 - 1), message, case.seed));
+            prop_assert!(!produces_valid_signature(
+                &forged,
+                &with_threshold(&pkp, t2 - 1),
+                message,
+                case.seed
+            ));
 
             // Honest t' shares through the same direct path do verify (the helper is sound).
             let honest: Vec<_> = case.signers.iter().map(|p| kps[p].clone()).collect();
@@ -332,7 +402,11 @@ fn reshare_property<C: FrostScheme>() {
 
             // Old shares mixed with new ones do not sign: replace one signer's new share by an
             // old share (its own if it held one, else some dealer's).
-            let victim = *case.signers.iter().nth(case.replaced.index(case.signers.len())).unwrap();
+            let victim = *case
+                .signers
+                .iter()
+                .nth(case.replaced.index(case.signers.len()))
+                .unwrap();
             let old_holder = if old_kps.contains_key(&victim) {
                 victim
             } else {
@@ -364,7 +438,9 @@ fn reshare_keeps_the_key_any_t_prime_sign_fewer_and_mixed_cannot() {
 // Malicious dealers: a fixed scenario, old 3-of-5 {1..5}, new 3-of-5 {3, 4, 6, 7, 8}.
 // ---------------------------------------------------------------------------------------------
 
-fn scenario<C: Ciphersuite>(seed: u64) -> (BTreeMap<ParticipantId, KeyPackage<C>>, PublicKeyPackage<C>) {
+fn scenario<C: Ciphersuite>(
+    seed: u64,
+) -> (BTreeMap<ParticipantId, KeyPackage<C>>, PublicKeyPackage<C>) {
     let (kps, pkp, _) = run_dkg::<C>(&set(&[1, 2, 3, 4, 5]), 3, seed, Delivery::Fifo);
     (kps, pkp)
 }
@@ -411,7 +487,10 @@ fn check_cheater_outcome<C: FrostScheme>(
         honest.remove(&cheater);
         assert_eq!(q, honest, "{:?}", C::SCHEME);
         assert_eq!(excluded.keys().copied().collect::<Vec<_>>(), vec![cheater]);
-        assert!(excluded[&cheater].iter().all(|e| e.reason == expected), "{excluded:?}");
+        assert!(
+            excluded[&cheater].iter().all(|e| e.reason == expected),
+            "{excluded:?}"
+        );
         sign_and_verify(&kps, &pkp, &set(&[4, 6, 8]), b"after a cheater", seed);
     } else {
         for p in &plan.new_members {
@@ -419,7 +498,10 @@ fn check_cheater_outcome<C: FrostScheme>(
             assert_eq!(
                 f,
                 &Failure {
-                    kind: FailureKind::TooFewQualifiedDealers { qualified: 2, needed: 3 },
+                    kind: FailureKind::TooFewQualifiedDealers {
+                        qualified: 2,
+                        needed: 3
+                    },
                     culprits: BTreeSet::from([cheater])
                 },
                 "{:?} at {p:?}",
@@ -441,7 +523,15 @@ fn bad_subshare<C: FrostScheme>() {
                 fields[0] = SigningShare::<C>::new(s.to_scalar() + FieldOf::<C>::one()).serialize();
             }
         });
-        check_cheater_outcome(net, &pkp, &plan, pid(2), ExclusionReason::BadShare, enough, 21);
+        check_cheater_outcome(
+            net,
+            &pkp,
+            &plan,
+            pid(2),
+            ExclusionReason::BadShare,
+            enough,
+            21,
+        );
     }
 }
 
@@ -467,7 +557,15 @@ fn wrong_constant_term<C: FrostScheme>() {
                 fields[1 + k] = c.serialize().unwrap();
             }
         });
-        check_cheater_outcome(net, &pkp, &plan, cheater, ExclusionReason::BadConstantTerm, enough, 22);
+        check_cheater_outcome(
+            net,
+            &pkp,
+            &plan,
+            cheater,
+            ExclusionReason::BadConstantTerm,
+            enough,
+            22,
+        );
     }
 }
 
@@ -485,7 +583,13 @@ fn equivocating_dealer<C: FrostScheme>() {
         // got. Each receiver's own checks pass; only the echo can see it.
         let cheater = pid(5);
         let mut rng = Seed::from_u64(98).rng();
-        let second = math::deal::<C, _>(kps[&cheater].signing_share(), 3, &plan.new_members, &mut rng).unwrap();
+        let second = math::deal::<C, _>(
+            kps[&cheater].signing_share(),
+            3,
+            &plan.new_members,
+            &mut rng,
+        )
+        .unwrap();
         let mut net = reshare_net(&kps, &pkp, &plan, 23, Delivery::Fifo);
         tamper_deals(&mut net, cheater, move |to, fields| {
             if to == pid(7) {
@@ -495,7 +599,15 @@ fn equivocating_dealer<C: FrostScheme>() {
                 }
             }
         });
-        check_cheater_outcome(net, &pkp, &plan, cheater, ExclusionReason::InconsistentCommitment, enough, 23);
+        check_cheater_outcome(
+            net,
+            &pkp,
+            &plan,
+            cheater,
+            ExclusionReason::InconsistentCommitment,
+            enough,
+            23,
+        );
     }
 }
 
@@ -526,7 +638,13 @@ fn malicious_receiver_false_complaint_only_excludes_and_is_recorded() {
     assert_eq!(q, set(&[2, 3, 4]));
     assert_eq!(
         excluded,
-        BTreeMap::from([(pid(1), vec![Exclusion { reporter: pid(6), reason: ExclusionReason::BadShare }])])
+        BTreeMap::from([(
+            pid(1),
+            vec![Exclusion {
+                reporter: pid(6),
+                reason: ExclusionReason::BadShare
+            }]
+        )])
     );
     // Denial of service at most: the key is the same and works.
     sign_and_verify(&kps2, &pkp2, &set(&[3, 7, 8]), b"still fine", 24);
@@ -550,7 +668,10 @@ fn equivocating_receiver_is_named_by_the_confirmation() {
     for p in [3u16, 4, 7, 8] {
         let f = net.results[&pid(p)].as_ref().unwrap_err();
         assert_eq!(f.culprits, BTreeSet::from([pid(6)]), "at {p}: {f:?}");
-        assert!(matches!(f.kind, FailureKind::InconsistentBroadcast { sender, .. } if sender == pid(6)), "{f:?}");
+        assert!(
+            matches!(f.kind, FailureKind::InconsistentBroadcast { sender, .. } if sender == pid(6)),
+            "{f:?}"
+        );
     }
 }
 
@@ -563,11 +684,21 @@ fn crash_property<C: FrostScheme>() {
     // deals and receives, 4 (an old holder that does not deal) and 5 (fresh) receive.
     let old = set(&[1, 2, 3, 4]);
     let (old_kps, old_pkp, _) = run_dkg::<C>(&old, 2, 31, Delivery::Fifo);
-    let plan = Plan { dealers: set(&[1, 2, 3]), new_members: set(&[3, 4, 5]), new_threshold: 2 };
+    let plan = Plan {
+        dealers: set(&[1, 2, 3]),
+        new_members: set(&[3, 4, 5]),
+        new_threshold: 2,
+    };
     for victim in [1u16, 3, 4, 5].map(pid) {
         for stop_after in 0u8..=3 {
             let seed = 1000 + u64::from(victim.get()) * 10 + u64::from(stop_after);
-            let mut net = reshare_net(&old_kps, &old_pkp, &plan, seed, Delivery::Random(Seed::from_u64(seed)));
+            let mut net = reshare_net(
+                &old_kps,
+                &old_pkp,
+                &plan,
+                seed,
+                Delivery::Random(Seed::from_u64(seed)),
+            );
             if stop_after == 0 {
                 net.silence(victim);
             } else if !plan.new_members.contains(&victim) {
@@ -576,7 +707,10 @@ fn crash_property<C: FrostScheme>() {
                 net.silence(victim);
             } else {
                 loop {
-                    let past = net.session(victim).and_then(|s| s.round()).is_none_or(|r| r > stop_after);
+                    let past = net
+                        .session(victim)
+                        .and_then(|s| s.round())
+                        .is_none_or(|r| r > stop_after);
                     if past {
                         net.silence(victim);
                         break;
@@ -587,9 +721,17 @@ fn crash_property<C: FrostScheme>() {
                 }
             }
             net.run(1_000_000);
-            let live: BTreeSet<_> = plan.dealers.union(&plan.new_members).copied().filter(|p| *p != victim).collect();
+            let live: BTreeSet<_> = plan
+                .dealers
+                .union(&plan.new_members)
+                .copied()
+                .filter(|p| *p != victim)
+                .collect();
             let live_members: BTreeSet<_> = plan.new_members.intersection(&live).copied().collect();
-            let ctx = format!("{:?} victim {victim:?} stopped after round {stop_after}", C::SCHEME);
+            let ctx = format!(
+                "{:?} victim {victim:?} stopped after round {stop_after}",
+                C::SCHEME
+            );
             // Each live new member either finished (all that did agree on v+1) or failed naming
             // exactly the victim. Both can happen in one run when the victim stops between
             // sending its confirmation to some members and to others: that is why activation
@@ -599,15 +741,27 @@ fn crash_property<C: FrostScheme>() {
             for p in &live_members {
                 match &net.results[p] {
                     Ok(ReshareOutput::Member(m)) => {
-                        assert_eq!(m.public_key_package.verifying_key(), old_pkp.verifying_key(), "{ctx}");
+                        assert_eq!(
+                            m.public_key_package.verifying_key(),
+                            old_pkp.verifying_key(),
+                            "{ctx}"
+                        );
                         pkps.insert(m.public_key_package.serialize().unwrap());
                         finished.insert(*p, m.key_package.clone());
                     }
                     Ok(other) => panic!("{ctx}: {other:?}"),
                     Err(f) => {
-                        assert_eq!(f.culprits, BTreeSet::from([victim]), "{ctx} at {p:?}: {f:?}");
+                        assert_eq!(
+                            f.culprits,
+                            BTreeSet::from([victim]),
+                            "{ctx} at {p:?}: {f:?}"
+                        );
                         assert!(
-                            matches!(f.kind, FailureKind::Timeout { .. } | FailureKind::TooFewQualifiedDealers { .. }),
+                            matches!(
+                                f.kind,
+                                FailureKind::Timeout { .. }
+                                    | FailureKind::TooFewQualifiedDealers { .. }
+                            ),
                             "{ctx}: {f:?}"
                         );
                     }
@@ -619,19 +773,44 @@ fn crash_property<C: FrostScheme>() {
                 sign_and_verify(&finished, &pkp, &live_members, b"after a crash", seed);
             }
             if !plan.new_members.contains(&victim) {
-                assert_eq!(finished.len(), live_members.len(), "{ctx}: losing a dealer-only party costs nothing");
+                assert_eq!(
+                    finished.len(),
+                    live_members.len(),
+                    "{ctx}: losing a dealer-only party costs nothing"
+                );
             }
             // Version v is untouched and still signs (with two old holders that are not the victim).
-            let old_signers: BTreeSet<_> = old.iter().copied().filter(|p| *p != victim).take(2).collect();
+            let old_signers: BTreeSet<_> = old
+                .iter()
+                .copied()
+                .filter(|p| *p != victim)
+                .take(2)
+                .collect();
             sign_and_verify(&old_kps, &old_pkp, &old_signers, b"v still works", seed);
 
             // The retry: a new session, fresh seed, the remaining parties.
             let retry = Plan {
-                dealers: plan.dealers.iter().copied().filter(|p| *p != victim).collect(),
-                new_members: plan.new_members.iter().copied().filter(|p| *p != victim).collect(),
+                dealers: plan
+                    .dealers
+                    .iter()
+                    .copied()
+                    .filter(|p| *p != victim)
+                    .collect(),
+                new_members: plan
+                    .new_members
+                    .iter()
+                    .copied()
+                    .filter(|p| *p != victim)
+                    .collect(),
                 new_threshold: 2,
             };
-            let (kps, pkp, _) = run_reshare(&old_kps, &old_pkp, &retry, seed + 5000, Delivery::Random(Seed::from_u64(seed)));
+            let (kps, pkp, _) = run_reshare(
+                &old_kps,
+                &old_pkp,
+                &retry,
+                seed + 5000,
+                Delivery::Random(Seed::from_u64(seed)),
+            );
             sign_and_verify(&kps, &pkp, &retry.new_members, b"after the retry", seed);
         }
     }
@@ -650,7 +829,10 @@ fn garbage_property<C: FrostScheme>() {
     let (kps, pkp) = scenario::<C>(41);
     let plan = plan_with_dealers(&[1, 2, 3, 4]);
     let scalar_len = FieldOf::<C>::serialize(&FieldOf::<C>::one()).as_ref().len();
-    let element_len = <C::Group as Group>::serialize(&<C::Group as Group>::generator()).unwrap().as_ref().len();
+    let element_len = <C::Group as Group>::serialize(&<C::Group as Group>::generator())
+        .unwrap()
+        .as_ref()
+        .len();
     let mut runner = TestRunner::new(Config {
         cases: 24,
         ..Config::default()
@@ -665,53 +847,78 @@ fn garbage_property<C: FrostScheme>() {
         0u64..40,
     );
     runner
-        .run(&(any::<u64>(), proptest::collection::vec(junk, 0..30)), |(seed, junk)| {
-            let mut net = reshare_net(&kps, &pkp, &plan, seed, Delivery::Random(Seed::from_u64(seed)));
-            let mut senders = BTreeSet::new();
-            for (from, to, kind, count, bytes, shape, steps) in junk {
-                let kind = [KIND_DEAL, KIND_VERDICT, KIND_CONFIRM, 1, 11, 200, KIND_DEAL][kind];
-                // Fields of the sizes the decoders expect, filled from the random bytes, so the
-                // junk reaches past the size checks; or raw bytes.
-                let sizes = match (kind, shape % 3) {
-                    (KIND_DEAL, 0) => std::iter::once(scalar_len).chain(std::iter::repeat_n(element_len, 3)).collect(),
-                    (KIND_VERDICT, 0) => vec![4 * 32, 4],
-                    (KIND_CONFIRM, 0) => vec![5 * 32, 32],
-                    _ => vec![bytes.len() / count.max(1); count],
-                };
-                let mut fields = Vec::new();
-                let mut it = bytes.iter().copied().cycle();
-                for s in sizes {
-                    let mut f: Vec<u8> = it.by_ref().take(s).collect();
-                    if kind == KIND_VERDICT && f.len() == 4 {
-                        f.iter_mut().for_each(|b| *b %= 5);
+        .run(
+            &(any::<u64>(), proptest::collection::vec(junk, 0..30)),
+            |(seed, junk)| {
+                let mut net = reshare_net(
+                    &kps,
+                    &pkp,
+                    &plan,
+                    seed,
+                    Delivery::Random(Seed::from_u64(seed)),
+                );
+                let mut senders = BTreeSet::new();
+                for (from, to, kind, count, bytes, shape, steps) in junk {
+                    let kind = [KIND_DEAL, KIND_VERDICT, KIND_CONFIRM, 1, 11, 200, KIND_DEAL][kind];
+                    // Fields of the sizes the decoders expect, filled from the random bytes, so the
+                    // junk reaches past the size checks; or raw bytes.
+                    let sizes = match (kind, shape % 3) {
+                        (KIND_DEAL, 0) => std::iter::once(scalar_len)
+                            .chain(std::iter::repeat_n(element_len, 3))
+                            .collect(),
+                        (KIND_VERDICT, 0) => vec![4 * 32, 4],
+                        (KIND_CONFIRM, 0) => vec![5 * 32, 32],
+                        _ => vec![bytes.len() / count.max(1); count],
+                    };
+                    let mut fields = Vec::new();
+                    let mut it = bytes.iter().copied().cycle();
+                    for s in sizes {
+                        let mut f: Vec<u8> = it.by_ref().take(s).collect();
+                        if kind == KIND_VERDICT && f.len() == 4 {
+                            f.iter_mut().for_each(|b| *b %= 5);
+                        }
+                        f.resize(s, 0);
+                        fields.push(f);
                     }
-                    f.resize(s, 0);
-                    fields.push(f);
+                    let bytes = if shape % 7 == 6 {
+                        bytes
+                    } else {
+                        Frame::new(kind, fields).encode()
+                    };
+                    net.inject(pid(from), pid(to), bytes);
+                    senders.insert(pid(from));
+                    for _ in 0..steps {
+                        net.step();
+                    }
                 }
-                let bytes = if shape % 7 == 6 { bytes } else { Frame::new(kind, fields).encode() };
-                net.inject(pid(from), pid(to), bytes);
-                senders.insert(pid(from));
-                for _ in 0..steps {
-                    net.step();
+                net.run(1_000_000);
+                for r in net.results.values() {
+                    if let Err(f) = r {
+                        prop_assert!(
+                            !matches!(
+                                f.kind,
+                                FailureKind::Library(_) | FailureKind::GroupKeyChanged
+                            ),
+                            "{f:?}"
+                        );
+                    }
                 }
-            }
-            net.run(1_000_000);
-            for r in net.results.values() {
-                if let Err(f) = r {
-                    prop_assert!(!matches!(f.kind, FailureKind::Library(_) | FailureKind::GroupKeyChanged), "{f:?}");
+                // Junk from outside the run changes nothing: everyone still finishes.
+                if senders.is_subset(&set(&[5, 9])) {
+                    prop_assert!(net.results.values().all(|r| r.is_ok()), "{:?}", net.results);
                 }
-            }
-            // Junk from outside the run changes nothing: everyone still finishes.
-            if senders.is_subset(&set(&[5, 9])) {
-                prop_assert!(net.results.values().all(|r| r.is_ok()), "{:?}", net.results);
-            }
-            // Finished sessions take junk quietly too.
-            for from in 1..=9 {
-                net.inject(pid(from), pid(3), Frame::new(KIND_CONFIRM, vec![vec![0; 5]]).encode());
-            }
-            net.run(1_000);
-            Ok(())
-        })
+                // Finished sessions take junk quietly too.
+                for from in 1..=9 {
+                    net.inject(
+                        pid(from),
+                        pid(3),
+                        Frame::new(KIND_CONFIRM, vec![vec![0; 5]]).encode(),
+                    );
+                }
+                net.run(1_000);
+                Ok(())
+            },
+        )
         .unwrap();
 }
 
@@ -732,7 +939,11 @@ fn same_seed_same_transcript_fresh_seed_fresh_shares_same_key() {
         assert_ne!(a.2, c.2);
         assert_eq!(a.1.verifying_key(), c.1.verifying_key());
         for p in &plan.new_members {
-            assert_ne!(a.0[p].signing_share(), c.0[p].signing_share(), "a retry draws fresh shares");
+            assert_ne!(
+                a.0[p].signing_share(),
+                c.0[p].signing_share(),
+                "a retry draws fresh shares"
+            );
         }
     }
     for_each_suite!(check);
@@ -748,17 +959,30 @@ fn refresh_keeps_members_threshold_and_key_and_replaces_every_share() {
             .iter()
             .map(|me| {
                 let cfg = ReshareConfig::refresh(*me, members.clone(), 3, V1, TIMEOUT);
-                FrostReshare::new(cfg, Some(&kps[me]), pkp.clone(), &root.child(b"refresh", &me.get().to_be_bytes()), Instant::ZERO)
-                    .unwrap()
+                FrostReshare::new(
+                    cfg,
+                    Some(&kps[me]),
+                    pkp.clone(),
+                    &root.child(b"refresh", &me.get().to_be_bytes()),
+                    Instant::ZERO,
+                )
+                .unwrap()
             })
             .collect();
         let mut net = LocalNet::new(sessions, Delivery::Fifo, Instant::ZERO);
         net.run(1_000_000);
-        let plan = Plan { dealers: members.clone(), new_members: members.clone(), new_threshold: 3 };
+        let plan = Plan {
+            dealers: members.clone(),
+            new_members: members.clone(),
+            new_threshold: 3,
+        };
         let (new_kps, new_pkp, _, _) = members_of(&mut net, &pkp, &plan, &members);
         for p in &members {
             assert_ne!(new_kps[p].signing_share(), kps[p].signing_share());
-            assert_ne!(new_pkp.verifying_shares()[&p.to_frost()], pkp.verifying_shares()[&p.to_frost()]);
+            assert_ne!(
+                new_pkp.verifying_shares()[&p.to_frost()],
+                pkp.verifying_shares()[&p.to_frost()]
+            );
         }
         sign_and_verify(&new_kps, &new_pkp, &set(&[2, 9, 11]), b"refreshed", 61);
     }
@@ -800,17 +1024,55 @@ fn config_errors_are_typed() {
             new_threshold: t2,
             round_timeout: TIMEOUT,
         };
-        FrostReshare::<C>::new(cfg, kp.map(|k| &kps[&pid(k)]), pkp.clone(), &Seed::from_u64(0), Instant::ZERO).err()
+        FrostReshare::<C>::new(
+            cfg,
+            kp.map(|k| &kps[&pid(k)]),
+            pkp.clone(),
+            &Seed::from_u64(0),
+            Instant::ZERO,
+        )
+        .err()
     };
-    assert_eq!(make(1, &[1, 2], &[1, 6], 2, Some(1)), Some(ConfigError::TooFewDealers { dealers: 2, threshold: 3 }));
-    assert_eq!(make(9, &[1, 2, 3], &[1, 6], 2, None), Some(ConfigError::NotAParticipant));
-    assert!(matches!(make(1, &[1, 2, 3], &[1, 6], 3, Some(1)), Some(ConfigError::BadThreshold { .. })));
-    assert!(matches!(make(1, &[1, 2, 3], &[1, 6], 1, Some(1)), Some(ConfigError::BadThreshold { .. })));
-    assert!(matches!(make(1, &[1, 2, 3], &[1], 1, Some(1)), Some(ConfigError::BadParticipantCount(1))));
-    assert_eq!(make(1, &[1, 2, 3], &[1, 6], 2, None), Some(ConfigError::MissingKeyMaterial("old key package")));
-    assert!(matches!(make(1, &[1, 2, 3], &[1, 6], 2, Some(2)), Some(ConfigError::KeyMaterialMismatch(_))));
-    assert!(matches!(make(1, &[1, 2, 9], &[1, 6], 2, Some(1)), Some(ConfigError::KeyMaterialMismatch(_))));
-    assert_eq!(make(6, &[1, 2, 3], &[1, 6], 2, None), None, "a fresh receiver needs no old share");
+    assert_eq!(
+        make(1, &[1, 2], &[1, 6], 2, Some(1)),
+        Some(ConfigError::TooFewDealers {
+            dealers: 2,
+            threshold: 3
+        })
+    );
+    assert_eq!(
+        make(9, &[1, 2, 3], &[1, 6], 2, None),
+        Some(ConfigError::NotAParticipant)
+    );
+    assert!(matches!(
+        make(1, &[1, 2, 3], &[1, 6], 3, Some(1)),
+        Some(ConfigError::BadThreshold { .. })
+    ));
+    assert!(matches!(
+        make(1, &[1, 2, 3], &[1, 6], 1, Some(1)),
+        Some(ConfigError::BadThreshold { .. })
+    ));
+    assert!(matches!(
+        make(1, &[1, 2, 3], &[1], 1, Some(1)),
+        Some(ConfigError::BadParticipantCount(1))
+    ));
+    assert_eq!(
+        make(1, &[1, 2, 3], &[1, 6], 2, None),
+        Some(ConfigError::MissingKeyMaterial("old key package"))
+    );
+    assert!(matches!(
+        make(1, &[1, 2, 3], &[1, 6], 2, Some(2)),
+        Some(ConfigError::KeyMaterialMismatch(_))
+    ));
+    assert!(matches!(
+        make(1, &[1, 2, 9], &[1, 6], 2, Some(1)),
+        Some(ConfigError::KeyMaterialMismatch(_))
+    ));
+    assert_eq!(
+        make(6, &[1, 2, 3], &[1, 6], 2, None),
+        None,
+        "a fresh receiver needs no old share"
+    );
 }
 
 #[test]
@@ -821,11 +1083,19 @@ fn outputs_redact_secrets() {
     let mut net = reshare_net(&kps, &pkp, &plan, 82, Delivery::Fifo);
     net.run(1_000_000);
     let out = net.results[&pid(6)].as_ref().unwrap();
-    let ReshareOutput::Member(m) = out else { panic!("{out:?}") };
+    let ReshareOutput::Member(m) = out else {
+        panic!("{out:?}")
+    };
     let secret = hex::encode(m.key_package.signing_share().serialize());
     let shown = format!("{out:?}");
-    assert!(shown.contains("redacted") && !shown.contains(&secret), "{shown}");
-    assert_eq!(net.results[&pid(1)].as_ref().unwrap().role(), ReshareRole::Dealer);
+    assert!(
+        shown.contains("redacted") && !shown.contains(&secret),
+        "{shown}"
+    );
+    assert_eq!(
+        net.results[&pid(1)].as_ref().unwrap().role(),
+        ReshareRole::Dealer
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -842,19 +1112,31 @@ fn rotation_refreshes_every_interval_and_once_after_a_long_outage() {
     let mut schedule = RotationSchedule::new(DEFAULT_RETRY_AFTER);
     schedule.insert(key.clone(), KeyRotation::new(V1, Instant::ZERO, None));
     let mut rotations: Vec<Instant> = Vec::new();
-    let refresh = |now: Instant, from: KeyVersion, kps: &mut BTreeMap<ParticipantId, KeyPackage<C>>, pkp: &mut PublicKeyPackage<C>| {
+    let refresh = |now: Instant,
+                   from: KeyVersion,
+                   kps: &mut BTreeMap<ParticipantId, KeyPackage<C>>,
+                   pkp: &mut PublicKeyPackage<C>| {
         let root = Seed::from_u64(91).child(b"rotation", &from.0.to_be_bytes());
         let sessions: Vec<_> = members
             .iter()
             .map(|me| {
                 let cfg = ReshareConfig::refresh(*me, members.clone(), 2, from, TIMEOUT);
-                FrostReshare::new(cfg, Some(&kps[me]), pkp.clone(), &root.child(b"m", &me.get().to_be_bytes()), now).unwrap()
+                FrostReshare::new(
+                    cfg,
+                    Some(&kps[me]),
+                    pkp.clone(),
+                    &root.child(b"m", &me.get().to_be_bytes()),
+                    now,
+                )
+                .unwrap()
             })
             .collect();
         let mut net = LocalNet::new(sessions, Delivery::Fifo, now);
         net.run(1_000_000);
         for (id, r) in std::mem::take(&mut net.results) {
-            let ReshareOutput::Member(m) = r.unwrap() else { panic!() };
+            let ReshareOutput::Member(m) = r.unwrap() else {
+                panic!()
+            };
             assert_eq!(m.version, KeyVersion(from.0 + 1));
             kps.insert(id, m.key_package.clone());
             *pkp = m.public_key_package.clone();
@@ -862,11 +1144,19 @@ fn rotation_refreshes_every_interval_and_once_after_a_long_outage() {
         net.now()
     };
     let tick = Duration::from_secs(15 * 60);
-    let drive = |from: Instant, until: Instant, schedule: &mut RotationSchedule, rotations: &mut Vec<Instant>, kps: &mut BTreeMap<ParticipantId, KeyPackage<C>>, pkp: &mut PublicKeyPackage<C>| {
+    let drive = |from: Instant,
+                 until: Instant,
+                 schedule: &mut RotationSchedule,
+                 rotations: &mut Vec<Instant>,
+                 kps: &mut BTreeMap<ParticipantId, KeyPackage<C>>,
+                 pkp: &mut PublicKeyPackage<C>| {
         let mut now = from;
         while now <= until {
             for cmd in schedule.poll(now) {
-                let RotationCommand::StartRefresh { key: k, from_version } = cmd;
+                let RotationCommand::StartRefresh {
+                    key: k,
+                    from_version,
+                } = cmd;
                 let done = refresh(now, from_version, kps, pkp);
                 schedule.on_refreshed(&k, from_version, done).unwrap();
                 rotations.push(now);
@@ -876,7 +1166,14 @@ fn rotation_refreshes_every_interval_and_once_after_a_long_outage() {
     };
     let day = DEFAULT_ROTATION_INTERVAL;
     let three_days = Instant::ZERO.saturating_add(day * 3);
-    drive(Instant::ZERO, three_days, &mut schedule, &mut rotations, &mut kps, &mut pkp);
+    drive(
+        Instant::ZERO,
+        three_days,
+        &mut schedule,
+        &mut rotations,
+        &mut kps,
+        &mut pkp,
+    );
     assert_eq!(
         rotations,
         vec![
@@ -888,8 +1185,19 @@ fn rotation_refreshes_every_interval_and_once_after_a_long_outage() {
     );
     // The cluster is down for 30 days (no ticks), then comes back.
     let back = three_days.saturating_add(day * 30);
-    drive(back, back.saturating_add(day), &mut schedule, &mut rotations, &mut kps, &mut pkp);
-    assert_eq!(rotations.len(), 5, "once on return, then once an interval later: {rotations:?}");
+    drive(
+        back,
+        back.saturating_add(day),
+        &mut schedule,
+        &mut rotations,
+        &mut kps,
+        &mut pkp,
+    );
+    assert_eq!(
+        rotations.len(),
+        5,
+        "once on return, then once an interval later: {rotations:?}"
+    );
     assert_eq!(rotations[3], back);
     assert_eq!(rotations[4], back.saturating_add(day));
     assert_eq!(schedule.get(&key).unwrap().version, KeyVersion(6));
