@@ -5,6 +5,8 @@
 //!   group (reusable by threshold-ECDSA key shares on the same curves).
 //! - [`session`]: [`FrostReshare`], the [`crate::session::Session`] that runs it among nodes:
 //!   deal, verdict (echo + complaints, agreement on the qualified dealers), confirm.
+//! - [`versions`]: the key-version bookkeeping around it (store `v+1` beside `v`, activate only
+//!   on proof, then erase `v`; reconcile after a crash), as `PersistOp`s for the node.
 //!
 //! Why this design (the full protocol, its checks and the blame rules are in
 //! `docs/resharing.md`):
@@ -21,11 +23,12 @@
 //!   A malicious receiver can therefore cause exclusions and, with enough of them, an abort
 //!   (denial of service, named in the result); it cannot learn anything about the key or change it.
 //! - Identifiers are stable `u16` values; new members may be fresh identifiers.
-//! - The session never modifies or erases version `v`; see `docs/resharing.md` for what the node
-//!   must do to store `v+1` beside `v` and activate it.
+//! - The session never modifies or erases version `v`; [`versions`] and `docs/resharing.md` say
+//!   what the node must do to store `v+1` beside `v` and activate it.
 
 pub mod math;
 pub mod session;
+pub mod versions;
 
 #[cfg(test)]
 mod tests;

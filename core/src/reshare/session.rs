@@ -188,6 +188,10 @@ pub struct MemberOutput<C: Ciphersuite> {
     /// The dealers left out, with who reported what: the blame for the node's audit log and
     /// participant scoring.
     pub excluded: BTreeMap<ParticipantId, Vec<Exclusion>>,
+    /// The digest every new member confirmed (run parameters, `Q`, public key package): what a
+    /// member reports to the leader once its share is stored
+    /// ([`super::versions::activation_ready`]).
+    pub confirmation_digest: [u8; 32],
 }
 
 impl<C: Ciphersuite> fmt::Debug for MemberOutput<C> {
@@ -199,6 +203,7 @@ impl<C: Ciphersuite> fmt::Debug for MemberOutput<C> {
             .field("public_key_package", &self.public_key_package)
             .field("qualified", &self.qualified)
             .field("excluded", &self.excluded)
+            .field("confirmation_digest", &self.confirmation_digest)
             .finish()
     }
 }
@@ -950,6 +955,7 @@ impl<C: Ciphersuite> FrostReshare<C> {
                 public_key_package,
                 qualified,
                 excluded,
+                confirmation_digest: pkp_digest,
             }),
             echo,
             pkp_digest,

@@ -1204,3 +1204,87 @@ fn rotation_refreshes_every_interval_and_once_after_a_long_outage() {
     assert_eq!(pkp.verifying_key(), pkp0.verifying_key());
     sign_and_verify(&kps, &pkp, &set(&[1, 3]), b"after five rotations", 91);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Versions: v+1 beside v, activation on proof, then erase v.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn version_lifecycle_stage_test_sign_activate_then_erase() {
+    use super::versions::{activation_ready, test_message, test_signature_verifies, ShareVersions};
+    use crate::persist::{PersistOp, SecretBytes};
+    type C = frost_secp256k1_tr::Secp256K1Sha256TR;
+    let (kps, pkp) = scenario::<C>(101);
+    let key = KeyId::new("vault").unwrap();
+    // Dealers 1, 2 (dealer only), 3 (also new); old holder 5 neither deals nor stays.
+    let plan = plan_with_dealers(&[1, 2, 3]);
+    let mut net = reshare_net(&kps, &pkp, &plan, 101, Delivery::Fifo);
+    net.run(1_000_000);
+    let mut nodes: BTreeMap<ParticipantId, ShareVersions> = (1..=8u16)
+        .map(|n| {
+            (
+                pid(n),
+                ShareVersions::new(key.clone(), V1, kps.contains_key(&pid(n))),
+            )
+        })
+        .collect();
+    let mut reports = BTreeMap::new();
+    let mut new_kps = BTreeMap::new();
+    let mut new_pkp = None;
+    for (id, r) in std::mem::take(&mut net.results) {
+        if let ReshareOutput::Member(m) = r.unwrap() {
+            let bytes = SecretBytes::new(m.key_package.serialize().unwrap());
+            let op = nodes.get_mut(&id).unwrap().stage(m.version, bytes).unwrap();
+            assert!(matches!(
+                op,
+                PersistOp::PutShare {
+                    version: KeyVersion(2),
+                    ..
+                }
+            ));
+            // ... durable, then reported:
+            reports.insert(id, m.confirmation_digest);
+            new_kps.insert(id, m.key_package.clone());
+            new_pkp = Some(m.public_key_package.clone());
+        }
+    }
+    let new_pkp = new_pkp.unwrap();
+    // Until activation every node still signs with v.
+    assert!(nodes
+        .values()
+        .all(|v| v.signing_version() != Some(KeyVersion(2))));
+    sign_and_verify(&kps, &pkp, &set(&[1, 2, 5]), b"v1 during the reshare", 101);
+    // Not ready without the test signature.
+    assert!(activation_ready(&plan.new_members, &reports, false).is_err());
+    let message = test_message(&key, KeyVersion(2));
+    let (sigs, _) = run_sign(
+        &new_kps,
+        &new_pkp,
+        &set(&[3, 6, 8]),
+        pid(3),
+        &[message.clone()],
+        101,
+        Delivery::Fifo,
+    );
+    assert!(test_signature_verifies(&new_pkp, &message, &sigs[0]));
+    assert!(
+        verify_independently(&new_pkp, &message, &sigs[0]).is_ok(),
+        "BIP-340"
+    );
+    activation_ready(&plan.new_members, &reports, true).unwrap();
+    // The committed activation, applied on every node.
+    for (id, v) in &mut nodes {
+        let ops = v.activate(KeyVersion(2)).unwrap();
+        let erased_v1 = ops.contains(&PersistOp::EraseShare {
+            key: key.clone(),
+            version: V1,
+        });
+        assert_eq!(
+            erased_v1,
+            kps.contains_key(id),
+            "{id:?}: exactly the old holders erase v1"
+        );
+        let expect = plan.new_members.contains(id).then_some(KeyVersion(2));
+        assert_eq!(v.signing_version(), expect, "{id:?}");
+    }
+}
