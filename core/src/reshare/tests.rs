@@ -337,7 +337,7 @@ fn case_strategy() -> impl Strategy<Value = Case> {
 
 fn reshare_property<C: FrostScheme>() {
     let mut runner = TestRunner::new(Config {
-        cases: 10,
+        cases: 32,
         ..Config::default()
     });
     runner
@@ -834,7 +834,7 @@ fn garbage_property<C: FrostScheme>() {
         .as_ref()
         .len();
     let mut runner = TestRunner::new(Config {
-        cases: 24,
+        cases: 64,
         ..Config::default()
     });
     let junk = (
@@ -1262,7 +1262,7 @@ fn version_lifecycle_stage_test_sign_activate_then_erase() {
         &new_pkp,
         &set(&[3, 6, 8]),
         pid(3),
-        &[message.clone()],
+        std::slice::from_ref(&message),
         101,
         Delivery::Fifo,
     );
