@@ -30,8 +30,15 @@
 //!    different verdict messages to different receivers is named
 //!    ([`FailureKind::InconsistentBroadcast`]).
 //!
-//! Each round has a deadline. Round 1 ends at its deadline with the deals received; a missed
-//! round 2 or 3 deadline ends the session naming exactly the silent receivers.
+//! **Abort.** A receiver whose run fails for its own reason (a deadline, a disagreement, too
+//! few qualified dealers) tells the other receivers, with the culprits it names, before ending.
+//! They end at once with [`FailureKind::PeerAborted`] and those culprits, instead of waiting for
+//! their own deadline and then naming the aborted receiver as silent.
+//!
+//! Each round has a deadline, `max(entered + T, start + r·T)` for round `r` and round timeout
+//! `T`, so receivers that move at different speeds (one got every deal, another waits for a
+//! crashed dealer until `start + T`) still overlap. Round 1 ends at its deadline with the deals
+//! received; a missed round 2 or 3 deadline ends the session naming exactly the silent receivers.
 //!
 //! What a failed or abandoned session leaves behind: nothing. The session only reads the old
 //! key package and never changes or erases anything; version `v` stays fully usable whatever
@@ -64,6 +71,7 @@ use crate::time::{Duration, Instant};
 pub(crate) const KIND_DEAL: u8 = 20;
 pub(crate) const KIND_VERDICT: u8 = 21;
 pub(crate) const KIND_CONFIRM: u8 = 22;
+pub(crate) const KIND_ABORT: u8 = 23;
 const DIGEST_LEN: usize = 32;
 
 /// What a reshare run needs to know. Every participant must be given the same values except `me`.
@@ -287,6 +295,8 @@ pub struct FrostReshare<C: Ciphersuite> {
     new_threshold: u16,
     old_public_key_package: PublicKeyPackage<C>,
     round_timeout: Duration,
+    /// When the session started: round `r` never ends before `started + r·round_timeout`.
+    started: Instant,
     deadline: Instant,
     phase: Phase<C>,
     /// Domain-separation context binding every digest to this run's parameters.
@@ -389,6 +399,7 @@ impl<C: Ciphersuite> FrostReshare<C> {
             new_threshold,
             old_public_key_package,
             round_timeout,
+            started: now,
             deadline: now.saturating_add(round_timeout),
             phase: Phase::Deal,
             context,
@@ -531,6 +542,19 @@ impl<C: Ciphersuite> FrostReshare<C> {
     }
 
     fn fail(&mut self, kind: FailureKind, culprits: BTreeSet<ParticipantId>) {
+        let running = !matches!(self.phase, Phase::Finished);
+        if running
+            && self.receivers.contains(&self.me)
+            && !matches!(kind, FailureKind::PeerAborted { .. })
+        {
+            // Tell the other receivers, so they end now with the same culprits.
+            let named: Vec<u8> = culprits
+                .iter()
+                .flat_map(|p| p.get().to_be_bytes())
+                .collect();
+            let frame = Frame::new(KIND_ABORT, vec![named]).encode();
+            self.send_to_other_receivers(&frame);
+        }
         self.phase = Phase::Finished;
         self.clear_secrets();
         self.outputs
@@ -562,6 +586,7 @@ impl<C: Ciphersuite> FrostReshare<C> {
             KIND_DEAL => 1,
             KIND_VERDICT => 2,
             KIND_CONFIRM => 3,
+            KIND_ABORT => 0,
             kind => return self.reject(from, Rejection::UnexpectedKind { kind }),
         };
         // Who may send what: deals from dealers, verdicts and confirmations from receivers, and
@@ -581,6 +606,13 @@ impl<C: Ciphersuite> FrostReshare<C> {
                 self.reject(from, Rejection::AlreadyReceived);
             }
             return;
+        }
+        if kind_round == 0 {
+            // An abort counts in any round.
+            return match self.on_abort(from, frame) {
+                Ok(()) => {}
+                Err(reason) => self.reject(from, reason),
+            };
         }
         if kind_round < round {
             return self.reject(from, Rejection::StaleRound);
@@ -740,6 +772,28 @@ impl<C: Ciphersuite> FrostReshare<C> {
         Ok(())
     }
 
+    /// Another receiver ended the run: validate its list of culprits, then end too.
+    fn on_abort(&mut self, from: ParticipantId, frame: Frame) -> Result<(), Rejection> {
+        let [named] = expect_fields::<1>(frame)?;
+        let max = 2 * (self.dealers.len() + self.receivers.len());
+        if named.len() % 2 != 0 || named.len() > max {
+            return Err(Rejection::Malformed {
+                field: "abort culprits",
+            });
+        }
+        let mut culprits = BTreeSet::new();
+        for pair in named.chunks_exact(2) {
+            let id = ParticipantId::new(u16::from_be_bytes([pair[0], pair[1]]))
+                .filter(|p| self.dealers.contains(p) || self.receivers.contains(p))
+                .ok_or(Rejection::Malformed {
+                    field: "abort culprits",
+                })?;
+            culprits.insert(id);
+        }
+        self.fail(FailureKind::PeerAborted { by: from }, culprits);
+        Ok(())
+    }
+
     /// Moves on when the current round is complete, then replays buffered messages.
     fn advance(&mut self, at: Instant) {
         let next = match &self.phase {
@@ -761,8 +815,16 @@ impl<C: Ciphersuite> FrostReshare<C> {
     }
 
     /// Starts `round`'s deadline and replays the messages buffered for it.
+    ///
+    /// The deadline is `max(at + T, started + round·T)`: a receiver that got every deal early
+    /// must still wait for one that only moves on at its round-1 deadline (`started + T`), and
+    /// so on for round 3; otherwise the fast one would time out naming the slow one at the very
+    /// instant the slow one speaks.
     fn enter(&mut self, at: Instant, round: u8) {
-        self.deadline = at.saturating_add(self.round_timeout);
+        let schedule = self
+            .started
+            .saturating_add(self.round_timeout.saturating_mul(u32::from(round)));
+        self.deadline = at.saturating_add(self.round_timeout).max(schedule);
         let kind = match round {
             2 => KIND_VERDICT,
             _ => KIND_CONFIRM,

@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
 use super::math;
-use super::session::{KIND_CONFIRM, KIND_DEAL, KIND_VERDICT};
+use super::session::{KIND_ABORT, KIND_CONFIRM, KIND_DEAL, KIND_VERDICT};
 use super::*;
 use crate::frost::testkit::for_each_suite;
 use crate::frost::tests::{pid, run_dkg, run_sign, verify_independently, TIMEOUT};
@@ -25,7 +25,7 @@ use crate::rotation::{
 };
 use crate::scheme::FrostScheme;
 use crate::session::local::{Delivery, LocalNet};
-use crate::session::{Failure, FailureKind, Frame};
+use crate::session::{FailureKind, Frame};
 use crate::time::{Duration, Instant};
 
 type FieldOf<C> = <<C as Ciphersuite>::Group as Group>::Field;
@@ -493,21 +493,27 @@ fn check_cheater_outcome<C: FrostScheme>(
         );
         sign_and_verify(&kps, &pkp, &set(&[4, 6, 8]), b"after a cheater", seed);
     } else {
+        // Every new member fails naming the cheater: by its own count, or because another
+        // member's abort (with the same culprits) reached it first.
+        let mut own = 0;
         for p in &plan.new_members {
             let f = net.results[p].as_ref().unwrap_err();
             assert_eq!(
-                f,
-                &Failure {
-                    kind: FailureKind::TooFewQualifiedDealers {
-                        qualified: 2,
-                        needed: 3
-                    },
-                    culprits: BTreeSet::from([cheater])
-                },
-                "{:?} at {p:?}",
+                f.culprits,
+                BTreeSet::from([cheater]),
+                "{:?} at {p:?}: {f:?}",
                 C::SCHEME
             );
+            match f.kind {
+                FailureKind::TooFewQualifiedDealers {
+                    qualified: 2,
+                    needed: 3,
+                } => own += 1,
+                FailureKind::PeerAborted { by } => assert!(plan.new_members.contains(&by)),
+                ref other => panic!("{:?} at {p:?}: {other:?}", C::SCHEME),
+            }
         }
+        assert!(own >= 1);
     }
 }
 
@@ -665,14 +671,20 @@ fn equivocating_receiver_is_named_by_the_confirmation() {
         vec![f.encode()]
     }));
     net.run(1_000_000);
+    let mut detected = 0;
     for p in [3u16, 4, 7, 8] {
         let f = net.results[&pid(p)].as_ref().unwrap_err();
         assert_eq!(f.culprits, BTreeSet::from([pid(6)]), "at {p}: {f:?}");
-        assert!(
-            matches!(f.kind, FailureKind::InconsistentBroadcast { sender, .. } if sender == pid(6)),
-            "{f:?}"
-        );
+        match f.kind {
+            FailureKind::InconsistentBroadcast { sender, .. } => {
+                assert_eq!(sender, pid(6));
+                detected += 1;
+            }
+            FailureKind::PeerAborted { .. } => {}
+            ref other => panic!("at {p}: {other:?}"),
+        }
     }
+    assert!(detected >= 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -859,7 +871,15 @@ fn garbage_property<C: FrostScheme>() {
                 );
                 let mut senders = BTreeSet::new();
                 for (from, to, kind, count, bytes, shape, steps) in junk {
-                    let kind = [KIND_DEAL, KIND_VERDICT, KIND_CONFIRM, 1, 11, 200, KIND_DEAL][kind];
+                    let kind = [
+                        KIND_DEAL,
+                        KIND_VERDICT,
+                        KIND_CONFIRM,
+                        KIND_ABORT,
+                        11,
+                        200,
+                        KIND_DEAL,
+                    ][kind];
                     // Fields of the sizes the decoders expect, filled from the random bytes, so the
                     // junk reaches past the size checks; or raw bytes.
                     let sizes = match (kind, shape % 3) {
@@ -1287,4 +1307,224 @@ fn version_lifecycle_stage_test_sign_activate_then_erase() {
         let expect = plan.new_members.contains(id).then_some(KeyVersion(2));
         assert_eq!(v.signing_version(), expect, "{id:?}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// More crash and input-hygiene properties.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn dealer_crashing_mid_deal_is_excluded_consistently() {
+    fn check<C: FrostScheme>() {
+        let (kps, pkp) = scenario::<C>(111);
+        let plan = plan_with_dealers(&[1, 2, 3, 4]);
+        let mut net = reshare_net(&kps, &pkp, &plan, 111, Delivery::Fifo);
+        // Dealer 2 crashes after its deals to 3, 4 and 6 left but before those to 7 and 8:
+        // 3, 4, 6 see a valid deal, 7 and 8 see nothing and move on at the round-1 deadline.
+        net.intercept(Box::new(|from, to, bytes| {
+            let f = Frame::decode(bytes).unwrap();
+            if from == pid(2) && f.kind == KIND_DEAL && (to == pid(7) || to == pid(8)) {
+                return vec![];
+            }
+            vec![bytes.to_vec()]
+        }));
+        net.run(1_000_000);
+        let all: BTreeSet<_> = plan.dealers.union(&plan.new_members).copied().collect();
+        let (new_kps, new_pkp, q, excluded) = members_of(&mut net, &pkp, &plan, &all);
+        assert_eq!(q, set(&[1, 3, 4]));
+        assert_eq!(
+            excluded[&pid(2)],
+            vec![
+                Exclusion {
+                    reporter: pid(7),
+                    reason: ExclusionReason::Missing
+                },
+                Exclusion {
+                    reporter: pid(8),
+                    reason: ExclusionReason::Missing
+                },
+            ]
+        );
+        sign_and_verify(&new_kps, &new_pkp, &set(&[3, 7, 8]), b"without 2", 111);
+    }
+    for_each_suite!(check);
+}
+
+/// Malformed frames from participants (wrong field counts and sizes, broken framing, wrong
+/// kinds for the sender's role) and anything from outsiders are refused with no trace: every
+/// message every honest party sends is byte-identical to a run without them.
+fn refused_input_changes_nothing<C: FrostScheme>() {
+    let (kps, pkp) = scenario::<C>(121);
+    let plan = plan_with_dealers(&[1, 2, 3, 4]);
+    let honest = {
+        let mut net = reshare_net(&kps, &pkp, &plan, 121, Delivery::Fifo);
+        net.run(1_000_000);
+        net.sends_digest()
+    };
+    let mut runner = TestRunner::new(Config {
+        cases: 24,
+        ..Config::default()
+    });
+    let junk = (
+        1u16..=9,
+        1u16..=9,
+        0u8..6,
+        proptest::collection::vec(any::<u8>(), 0..120),
+        0u64..30,
+    );
+    runner
+        .run(&proptest::collection::vec(junk, 1..20), |junk| {
+            let mut net = reshare_net(&kps, &pkp, &plan, 121, Delivery::Fifo);
+            let mut injected = 0;
+            for (from, to, shape, bytes, steps) in junk {
+                let frame = match shape {
+                    // One field too many for a deal (t' = 3 → 4 fields expected).
+                    0 => Frame::new(KIND_DEAL, vec![bytes.clone(); 5]).encode(),
+                    // A verdict and a confirmation with one field.
+                    1 => Frame::new(KIND_VERDICT, vec![bytes.clone()]).encode(),
+                    2 => Frame::new(KIND_CONFIRM, vec![bytes.clone()]).encode(),
+                    // A verdict from a dealer that is not a new member (1 and 2), or an outsider.
+                    3 => Frame::new(KIND_VERDICT, vec![vec![0; 4 * 32], vec![0; 4]]).encode(),
+                    // Broken framing.
+                    4 => {
+                        let mut b = Frame::new(KIND_DEAL, vec![bytes.clone()]).encode();
+                        b.push(0);
+                        b
+                    }
+                    // Another protocol's kind.
+                    _ => Frame::new(1, vec![bytes.clone()]).encode(),
+                };
+                let from = if shape == 3 {
+                    [1, 2, 5, 9][usize::from(from) % 4]
+                } else {
+                    from
+                };
+                net.inject(pid(from), pid(to), frame);
+                injected += 1;
+                for _ in 0..steps {
+                    net.step();
+                }
+            }
+            net.run(1_000_000);
+            prop_assert!(net.results.values().all(|r| r.is_ok()), "{:?}", net.results);
+            prop_assert_eq!(net.sends_digest(), honest);
+            // Every injected frame was refused (late ones at finished sessions are dropped quietly).
+            prop_assert!(net.rejections.len() <= injected);
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn refused_input_leaves_no_trace() {
+    for_each_suite!(refused_input_changes_nothing);
+}
+
+/// One random party crashes at a random point of a random reshare: v still signs, every live new
+/// member either finished (all agreeing) or failed naming exactly the crashed party, and a retry
+/// without it completes.
+fn random_crash_property<C: FrostScheme>() {
+    let mut runner = TestRunner::new(Config {
+        cases: 8,
+        ..Config::default()
+    });
+    runner
+        .run(
+            &(case_strategy(), any::<prop::sample::Index>(), 0u64..200),
+            |(case, who, at_step)| {
+                let (old_kps, old_pkp, _) =
+                    run_dkg::<C>(&case.old, case.t, case.seed, Delivery::Fifo);
+                let everyone: Vec<_> = case
+                    .plan
+                    .dealers
+                    .union(&case.plan.new_members)
+                    .copied()
+                    .collect();
+                let victim = everyone[who.index(everyone.len())];
+                let mut net = reshare_net(
+                    &old_kps,
+                    &old_pkp,
+                    &case.plan,
+                    case.seed,
+                    Delivery::Random(Seed::from_u64(case.seed)),
+                );
+                for _ in 0..at_step {
+                    if !net.step() {
+                        break;
+                    }
+                }
+                net.silence(victim);
+                net.run(1_000_000);
+                let mut pkps = BTreeSet::new();
+                let mut finished = BTreeMap::new();
+                for p in case.plan.new_members.iter().filter(|p| **p != victim) {
+                    match &net.results[p] {
+                        Ok(ReshareOutput::Member(m)) => {
+                            prop_assert_eq!(
+                                m.public_key_package.verifying_key(),
+                                old_pkp.verifying_key()
+                            );
+                            pkps.insert(m.public_key_package.serialize().unwrap());
+                            finished.insert(*p, m.key_package.clone());
+                        }
+                        Ok(other) => prop_assert!(false, "{other:?}"),
+                        Err(f) => {
+                            prop_assert_eq!(&f.culprits, &BTreeSet::from([victim]), "{:?}", f);
+                        }
+                    }
+                }
+                prop_assert!(pkps.len() <= 1);
+                // v still signs, with t old holders other than the victim when there are t of them.
+                let old_signers: BTreeSet<_> = case
+                    .old
+                    .iter()
+                    .copied()
+                    .filter(|p| *p != victim)
+                    .take(usize::from(case.t))
+                    .collect();
+                if old_signers.len() == usize::from(case.t) && old_signers.len() >= 2 {
+                    sign_and_verify(&old_kps, &old_pkp, &old_signers, b"v", case.seed);
+                }
+                // The retry without the victim, where the remaining parties still make a valid plan.
+                let dealers: BTreeSet<_> = case
+                    .plan
+                    .dealers
+                    .iter()
+                    .copied()
+                    .filter(|p| *p != victim)
+                    .collect();
+                let new_members: BTreeSet<_> = case
+                    .plan
+                    .new_members
+                    .iter()
+                    .copied()
+                    .filter(|p| *p != victim)
+                    .collect();
+                let t2 = case.plan.new_threshold.min(new_members.len() as u16);
+                if dealers.len() >= usize::from(case.t) && t2 >= 2 {
+                    let retry = Plan {
+                        dealers,
+                        new_members: new_members.clone(),
+                        new_threshold: t2,
+                    };
+                    let (kps, pkp, _) = run_reshare(
+                        &old_kps,
+                        &old_pkp,
+                        &retry,
+                        case.seed ^ 0xfeed,
+                        Delivery::Fifo,
+                    );
+                    let signers: BTreeSet<_> =
+                        new_members.iter().copied().take(usize::from(t2)).collect();
+                    sign_and_verify(&kps, &pkp, &signers, b"retried", case.seed);
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+}
+
+#[test]
+fn random_crash_at_any_step_keeps_v_and_names_only_the_crashed_party() {
+    for_each_suite!(random_crash_property);
 }

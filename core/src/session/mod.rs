@@ -188,6 +188,13 @@ pub enum FailureKind {
         /// The old threshold.
         needed: u16,
     },
+    /// Another participant ended the run and said why: `culprits` are the ones it named. Its
+    /// word cannot be checked (channels are not transferable); `by` is kept so that a party
+    /// that keeps framing others shows up.
+    PeerAborted {
+        /// Who aborted.
+        by: ParticipantId,
+    },
     /// A reshare's combined commitment does not carry the old group key: the old public key
     /// package is inconsistent (its verifying shares do not interpolate to its key).
     GroupKeyChanged,
