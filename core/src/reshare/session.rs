@@ -578,7 +578,7 @@ impl<C: Ciphersuite> FrostReshare<C> {
         if from == self.me {
             return self.reject(from, Rejection::NotAParticipant);
         }
-        let frame = match Frame::decode(payload) {
+        let mut frame = match Frame::decode(payload) {
             Ok(f) => f,
             Err(e) => return self.reject(from, Rejection::BadFrame(e)),
         };
@@ -598,10 +598,13 @@ impl<C: Ciphersuite> FrostReshare<C> {
                 self.receivers.contains(&from)
             };
         if !allowed {
+            // A refused deal's copy of its sub-share is wiped here and below.
+            wipe(&mut frame);
             return self.reject(from, Rejection::NotAParticipant);
         }
         let digest: [u8; DIGEST_LEN] = Sha256::digest(payload).into();
         if let Some(previous) = self.seen.get(&(frame.kind, from)) {
+            wipe(&mut frame);
             if *previous != digest {
                 self.reject(from, Rejection::AlreadyReceived);
             }
@@ -615,6 +618,7 @@ impl<C: Ciphersuite> FrostReshare<C> {
             };
         }
         if kind_round < round {
+            wipe(&mut frame);
             return self.reject(from, Rejection::StaleRound);
         }
         if kind_round > round {
