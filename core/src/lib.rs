@@ -10,6 +10,9 @@
 //!   inputs, outputs and failures, and the strict wire framing of session messages.
 //! - [`frost`]: FROST (RFC 9591) distributed key generation and threshold signing, generic over
 //!   `frost_core::Ciphersuite`, hardened against the gaps found in frost-core 3.0.0.
+//! - [`reshare`]: resharing and refresh of a key to a new member set and threshold, keeping
+//!   its public key.
+//! - [`rotation`]: the automatic refresh policy (which keys are due, in virtual time).
 //! - [`scheme`]: the signature schemes the product ships and their names on the wire.
 //! - [`node`]: node-level policy: health scoring, leader transfer decisions and participant
 //!   selection.
@@ -22,7 +25,9 @@ pub mod frost;
 pub mod ids;
 pub mod node;
 pub mod persist;
+pub mod reshare;
 pub mod rng;
+pub mod rotation;
 pub mod scheme;
 pub mod session;
 pub mod time;

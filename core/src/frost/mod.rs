@@ -23,7 +23,7 @@ pub mod vss;
 #[cfg(test)]
 pub(crate) mod testkit;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use dkg::{DkgConfig, DkgOutput, FrostDkg};
 pub use sign::{FrostSign, SignConfig, SignOutput, SingleUseNonces};
@@ -58,6 +58,13 @@ pub enum ConfigError {
     BadBatchSize(usize),
     /// A message is larger than [`sign::MAX_MESSAGE_BYTES`].
     MessageTooLarge(usize),
+    /// A reshare needs at least the old threshold of dealers.
+    TooFewDealers {
+        /// The dealers configured.
+        dealers: usize,
+        /// The old threshold.
+        threshold: u16,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -85,6 +92,10 @@ impl fmt::Display for ConfigError {
                 f,
                 "a {n}-byte message exceeds the {}-byte limit",
                 sign::MAX_MESSAGE_BYTES
+            ),
+            ConfigError::TooFewDealers { dealers, threshold } => write!(
+                f,
+                "{dealers} dealers cannot reshare a key of threshold {threshold}"
             ),
         }
     }

@@ -20,14 +20,14 @@ use crate::session::local::{Delivery, LocalNet};
 use crate::session::{FailureKind, Frame, Rejection, Session, SessionInput, SessionOutput};
 use crate::time::{Duration, Instant};
 
-const TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
 
-fn pid(n: u16) -> ParticipantId {
+pub(crate) fn pid(n: u16) -> ParticipantId {
     ParticipantId::new(n).unwrap()
 }
 
 /// Verifies with an implementation that shares no code with frost.
-fn verify_independently<C: FrostScheme>(
+pub(crate) fn verify_independently<C: FrostScheme>(
     pkp: &PublicKeyPackage<C>,
     message: &[u8],
     sig: &Signature<C>,
@@ -42,7 +42,7 @@ fn verify_independently<C: FrostScheme>(
     }
 }
 
-fn dkg_sessions<C: Ciphersuite>(
+pub(crate) fn dkg_sessions<C: Ciphersuite>(
     ids: &BTreeSet<ParticipantId>,
     t: u16,
     seed: u64,
@@ -67,7 +67,7 @@ fn dkg_sessions<C: Ciphersuite>(
 }
 
 /// Runs a DKG to completion and returns each party's key package and the agreed public package.
-fn run_dkg<C: Ciphersuite>(
+pub(crate) fn run_dkg<C: Ciphersuite>(
     ids: &BTreeSet<ParticipantId>,
     t: u16,
     seed: u64,
@@ -97,7 +97,7 @@ fn run_dkg<C: Ciphersuite>(
     (kps, pkp, net.transcript())
 }
 
-fn sign_sessions<C: Ciphersuite>(
+pub(crate) fn sign_sessions<C: Ciphersuite>(
     kps: &BTreeMap<ParticipantId, KeyPackage<C>>,
     pkp: &PublicKeyPackage<C>,
     signers: &BTreeSet<ParticipantId>,
@@ -134,7 +134,7 @@ fn sign_sessions<C: Ciphersuite>(
         .collect()
 }
 
-fn run_sign<C: FrostScheme>(
+pub(crate) fn run_sign<C: FrostScheme>(
     kps: &BTreeMap<ParticipantId, KeyPackage<C>>,
     pkp: &PublicKeyPackage<C>,
     signers: &BTreeSet<ParticipantId>,

@@ -1,6 +1,6 @@
 //! The one interface every protocol run implements, and what flows in and out of it.
 //!
-//! A session is one run of one protocol (a DKG, a signing, later a reshare) among an agreed set of
+//! A session is one run of one protocol (a DKG, a signing, a reshare) among an agreed set of
 //! participants. It is driven like every other core state machine:
 //!
 //! ```text
@@ -180,6 +180,24 @@ pub enum FailureKind {
     ConfirmationMismatch,
     /// A signature share did not verify against its sender's verifying share.
     InvalidSignatureShare,
+    /// A reshare ended with fewer qualified dealers than the old threshold; the culprits are
+    /// the excluded dealers (see the reshare output's exclusions for who reported what).
+    TooFewQualifiedDealers {
+        /// Dealers on whom every receiver agreed.
+        qualified: usize,
+        /// The old threshold.
+        needed: u16,
+    },
+    /// Another participant ended the run and said why: `culprits` are the ones it named. Its
+    /// word cannot be checked (channels are not transferable); `by` is kept so that a party
+    /// that keeps framing others shows up.
+    PeerAborted {
+        /// Who aborted.
+        by: ParticipantId,
+    },
+    /// A reshare's combined commitment does not carry the old group key: the old public key
+    /// package is inconsistent (its verifying shares do not interpolate to its key).
+    GroupKeyChanged,
     /// The FROST library refused an operation for a reason not attributable to a peer.
     Library(String),
 }
