@@ -4,7 +4,7 @@
 //!
 //! Run: `cargo bench -p keyshard-core --bench reshare`. Criterion prints its usual statistics;
 //! at the end a markdown table of medians and the ratio session / bare is printed, which is what
-//! `docs/benchmarks-reshare.md` records. A time is the CPU cost of all parties together
+//! `docs/benchmarks.md` (section "Resharing") records. A time is the CPU cost of all parties together
 //! (every dealer's dealing and every new member's checks and combination).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // benchmarks read the wall clock
 
