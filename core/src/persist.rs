@@ -41,8 +41,7 @@ impl KeyId {
     /// Validates `s` as a key id.
     pub fn new(s: &str) -> Result<KeyId, BadKeyId> {
         let ok = (1..=64).contains(&s.len())
-            && s
-                .bytes()
+            && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
         if ok {
             Ok(KeyId(s.to_string()))
@@ -215,7 +214,7 @@ pub struct PersistBatch {
 }
 
 /// What a node restores from its store at start.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RestoredState {
     /// Raft hard state, if any was stored.
     pub hard_state: Option<HardState>,
@@ -254,7 +253,10 @@ mod tests {
             share: s,
         };
         let shown = format!("{op:?}");
-        assert!(!shown.contains("65, 65") && !shown.contains("AAAA"), "{shown}");
+        assert!(
+            !shown.contains("65, 65") && !shown.contains("AAAA"),
+            "{shown}"
+        );
         assert!(shown.contains("redacted"));
     }
 }

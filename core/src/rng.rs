@@ -70,7 +70,10 @@ mod tests {
         let c = s.child(b"session1", b"");
         assert_ne!(a.rng().next_u64(), b.rng().next_u64());
         assert_ne!(a.rng().next_u64(), c.rng().next_u64());
-        assert_ne!(Seed::from_u64(7).rng().next_u64(), Seed::from_u64(8).rng().next_u64());
+        assert_ne!(
+            Seed::from_u64(7).rng().next_u64(),
+            Seed::from_u64(8).rng().next_u64()
+        );
     }
 
     #[test]

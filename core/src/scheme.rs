@@ -115,6 +115,9 @@ mod tests {
         }
         assert_eq!(Scheme::from_tag(0), None);
         let err = "frost-ed448".parse::<Scheme>().unwrap_err().to_string();
-        assert!(err.contains("frost-ed448") && err.contains("frost-ed25519"), "{err}");
+        assert!(
+            err.contains("frost-ed448") && err.contains("frost-ed25519"),
+            "{err}"
+        );
     }
 }

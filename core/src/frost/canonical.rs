@@ -112,7 +112,10 @@ mod tests {
             decode::<PublicKeyPackage<E>>(&bytes[..bytes.len() - 2], None, "pkp"),
             Err(Rejection::Malformed { field: "pkp" })
         ));
-        assert_eq!(decode::<PublicKeyPackage<E>>(&bytes, None, "pkp").unwrap(), pkp);
+        assert_eq!(
+            decode::<PublicKeyPackage<E>>(&bytes, None, "pkp").unwrap(),
+            pkp
+        );
     }
 
     #[test]

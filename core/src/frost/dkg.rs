@@ -134,7 +134,9 @@ impl<C: Ciphersuite> FrostDkg<C> {
                 })?;
         // The size of a round-2 package does not depend on its content.
         let round2_len = canonical::encode(&round2::Package::<C>::new(
-            frost_core::keys::SigningShare::new(<<C::Group as frost_core::Group>::Field as frost_core::Field>::one()),
+            frost_core::keys::SigningShare::new(
+                <<C::Group as frost_core::Group>::Field as frost_core::Field>::one(),
+            ),
         ))
         .map(|b| b.len())
         .unwrap_or(0);
@@ -304,7 +306,11 @@ impl<C: Ciphersuite> FrostDkg<C> {
         let disputed = self
             .participants
             .iter()
-            .zip(their_digests.chunks_exact(DIGEST_LEN).zip(digests.chunks_exact(DIGEST_LEN)))
+            .zip(
+                their_digests
+                    .chunks_exact(DIGEST_LEN)
+                    .zip(digests.chunks_exact(DIGEST_LEN)),
+            )
             .find(|(_, (theirs, ours))| theirs != ours)
             .map(|(p, _)| *p);
         if let Some(sender) = disputed {
@@ -411,14 +417,20 @@ impl<C: Ciphersuite> FrostDkg<C> {
             } else {
                 match received.get(p) {
                     Some((_, b)) => b,
-                    None => return self.fail_none(FailureKind::Library("round-1 set incomplete".into())),
+                    None => {
+                        return self
+                            .fail_none(FailureKind::Library("round-1 set incomplete".into()))
+                    }
                 }
             };
             digests.extend_from_slice(&round1_digest(*p, bytes));
         }
         let round1: BTreeMap<ParticipantId, round1::Package<C>> =
             received.into_iter().map(|(p, (pkg, _))| (p, pkg)).collect();
-        let for_frost = round1.iter().map(|(p, pkg)| (p.to_frost(), pkg.clone())).collect();
+        let for_frost = round1
+            .iter()
+            .map(|(p, pkg)| (p.to_frost(), pkg.clone()))
+            .collect();
         let (secret, shares) = match fdkg::part2(secret, &for_frost) {
             Ok(x) => x,
             Err(e) => {

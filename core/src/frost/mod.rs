@@ -21,9 +21,9 @@ pub mod sign;
 pub mod vss;
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 pub(crate) mod testkit;
+#[cfg(test)]
+mod tests;
 
 pub use dkg::{DkgConfig, DkgOutput, FrostDkg};
 pub use sign::{FrostSign, SignConfig, SignOutput, SingleUseNonces};
@@ -100,7 +100,12 @@ pub(crate) fn failure_from_frost<C: Ciphersuite>(
     let culprits: BTreeSet<ParticipantId> = err
         .culprits()
         .into_iter()
-        .filter_map(|c| participants.iter().copied().find(|p| p.to_frost::<C>() == c))
+        .filter_map(|c| {
+            participants
+                .iter()
+                .copied()
+                .find(|p| p.to_frost::<C>() == c)
+        })
         .collect();
     let kind = match err {
         Error::InvalidProofOfKnowledge { .. } => FailureKind::InvalidProofOfKnowledge,

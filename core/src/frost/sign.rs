@@ -203,7 +203,9 @@ impl<C: Ciphersuite> FrostSign<C> {
             .as_ref()
             .map(|k| *k.min_signers())
             .or_else(|| public_key_package.as_ref().and_then(|p| p.min_signers()))
-            .ok_or(ConfigError::MissingKeyMaterial("key package or public key package"))?;
+            .ok_or(ConfigError::MissingKeyMaterial(
+                "key package or public key package",
+            ))?;
         if usize::from(threshold) > signers.len() {
             return Err(ConfigError::BadThreshold {
                 threshold,
@@ -230,8 +232,8 @@ impl<C: Ciphersuite> FrostSign<C> {
             None
         };
         let coord = if me == coordinator {
-            let pkp = public_key_package
-                .ok_or(ConfigError::MissingKeyMaterial("public key package"))?;
+            let pkp =
+                public_key_package.ok_or(ConfigError::MissingKeyMaterial("public key package"))?;
             if pkp.min_signers() != Some(threshold) {
                 return Err(ConfigError::KeyMaterialMismatch("threshold differs"));
             }
@@ -282,7 +284,11 @@ impl<C: Ciphersuite> FrostSign<C> {
                 coord.commitments.insert(me, own);
                 session.maybe_request(now);
             } else {
-                match own.iter().map(canonical::encode).collect::<Result<Vec<_>, _>>() {
+                match own
+                    .iter()
+                    .map(canonical::encode)
+                    .collect::<Result<Vec<_>, _>>()
+                {
                     Ok(fields) => session.send(coordinator, Frame::new(KIND_COMMIT, fields)),
                     Err(e) => session.fail(FailureKind::Library(e), BTreeSet::new()),
                 }
@@ -416,15 +422,23 @@ impl<C: Ciphersuite> FrostSign<C> {
                 SigningPackage::new(per_signer, &self.messages[k])
             })
             .collect();
-        let fields = match packages.iter().map(canonical::encode).collect::<Result<Vec<_>, _>>() {
+        let fields = match packages
+            .iter()
+            .map(canonical::encode)
+            .collect::<Result<Vec<_>, _>>()
+        {
             Ok(f) => f,
             Err(e) => return self.fail(FailureKind::Library(e), BTreeSet::new()),
         };
         coord.packages = Some(packages);
         self.phase = Phase::Share;
         self.deadline = at.saturating_add(self.round_timeout);
-        let others: Vec<ParticipantId> =
-            self.signers.iter().copied().filter(|p| *p != self.me).collect();
+        let others: Vec<ParticipantId> = self
+            .signers
+            .iter()
+            .copied()
+            .filter(|p| *p != self.me)
+            .collect();
         for to in others {
             self.send(to, Frame::new(KIND_REQUEST, fields.clone()));
         }
@@ -485,8 +499,7 @@ impl<C: Ciphersuite> FrostSign<C> {
                     what: "signing package has a different signer set",
                 });
             }
-            if package.signing_commitment(&self.me.to_frost()) != Some(signer.own_commitments[k])
-            {
+            if package.signing_commitment(&self.me.to_frost()) != Some(signer.own_commitments[k]) {
                 return Err(Rejection::Inconsistent {
                     what: "signing package alters this signer's commitments",
                 });
@@ -539,7 +552,9 @@ impl<C: Ciphersuite> FrostSign<C> {
 
     fn maybe_aggregate(&mut self) {
         let Some(coord) = &self.coord else { return };
-        let Some(packages) = &coord.packages else { return };
+        let Some(packages) = &coord.packages else {
+            return;
+        };
         if self.phase != Phase::Share || coord.shares.len() != self.signers.len() {
             return;
         }

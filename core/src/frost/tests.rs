@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use frost_core::keys::dkg::round1;
-use frost_core::keys::{CoefficientCommitment, KeyPackage, PublicKeyPackage, VerifiableSecretSharingCommitment};
+use frost_core::keys::{
+    CoefficientCommitment, KeyPackage, PublicKeyPackage, VerifiableSecretSharingCommitment,
+};
 use frost_core::{Ciphersuite, Group, Signature};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -54,7 +56,12 @@ fn dkg_sessions<C: Ciphersuite>(
                 threshold: t,
                 round_timeout: TIMEOUT,
             };
-            FrostDkg::new(cfg, &root.child(b"dkg", &me.get().to_be_bytes()), Instant::ZERO).unwrap()
+            FrostDkg::new(
+                cfg,
+                &root.child(b"dkg", &me.get().to_be_bytes()),
+                Instant::ZERO,
+            )
+            .unwrap()
         })
         .collect()
 }
@@ -65,7 +72,11 @@ fn run_dkg<C: Ciphersuite>(
     t: u16,
     seed: u64,
     delivery: Delivery,
-) -> (BTreeMap<ParticipantId, KeyPackage<C>>, PublicKeyPackage<C>, [u8; 32]) {
+) -> (
+    BTreeMap<ParticipantId, KeyPackage<C>>,
+    PublicKeyPackage<C>,
+    [u8; 32],
+) {
     let mut net = LocalNet::new(dkg_sessions::<C>(ids, t, seed), delivery, Instant::ZERO);
     net.run(1_000_000);
     assert!(net.rejections.is_empty(), "{:?}", net.rejections);
@@ -77,7 +88,11 @@ fn run_dkg<C: Ciphersuite>(
         kps.insert(id, out.key_package);
     }
     assert_eq!(kps.len(), ids.len(), "every party finishes");
-    assert_eq!(pkps.len(), 1, "every party agrees on one public key package");
+    assert_eq!(
+        pkps.len(),
+        1,
+        "every party agrees on one public key package"
+    );
     let pkp = PublicKeyPackage::deserialize(pkps.first().unwrap()).unwrap();
     (kps, pkp, net.transcript())
 }
@@ -107,8 +122,14 @@ fn sign_sessions<C: Ciphersuite>(
             };
             let kp = signers.contains(&me).then(|| kps[&me].clone());
             let pk = (me == coordinator).then(|| pkp.clone());
-            FrostSign::new(cfg, kp, pk, &root.child(b"sign", &me.get().to_be_bytes()), Instant::ZERO)
-                .unwrap()
+            FrostSign::new(
+                cfg,
+                kp,
+                pk,
+                &root.child(b"sign", &me.get().to_be_bytes()),
+                Instant::ZERO,
+            )
+            .unwrap()
         })
         .collect()
 }
@@ -272,7 +293,14 @@ fn silent_parties_property<C: FrostScheme>() {
                     .filter(|p| *p != case.coordinator && silent.contains(p))
                     .collect();
                 let mut net = LocalNet::new(
-                    sign_sessions(&kps, &pkp, &case.signers, case.coordinator, &case.messages, case.seed),
+                    sign_sessions(
+                        &kps,
+                        &pkp,
+                        &case.signers,
+                        case.coordinator,
+                        &case.messages,
+                        case.seed,
+                    ),
                     Delivery::Random(Seed::from_u64(case.seed)),
                     Instant::ZERO,
                 );
@@ -328,7 +356,12 @@ fn garbage_property<C: FrostScheme>() {
     let strategy = (
         any::<u64>(),
         proptest::collection::vec(
-            (1u16..=5, 1u16..=4, any::<u8>(), proptest::collection::vec(any::<u8>(), 0..200)),
+            (
+                1u16..=5,
+                1u16..=4,
+                any::<u8>(),
+                proptest::collection::vec(any::<u8>(), 0..200),
+            ),
             0..40,
         ),
     );
@@ -374,13 +407,26 @@ fn same_seed_same_transcript_other_seed_other_transcript() {
         let signers: BTreeSet<_> = [3, 11, 21].into_iter().map(pid).collect();
         let messages = vec![b"one".to_vec(), b"two".to_vec()];
         let run = |seed: u64| {
-            let (kps, pkp, t1) = run_dkg::<C>(&ids, 3, seed, Delivery::Random(Seed::from_u64(seed)));
-            let (_, t2) =
-                run_sign(&kps, &pkp, &signers, pid(7), &messages, seed, Delivery::Random(Seed::from_u64(seed)));
+            let (kps, pkp, t1) =
+                run_dkg::<C>(&ids, 3, seed, Delivery::Random(Seed::from_u64(seed)));
+            let (_, t2) = run_sign(
+                &kps,
+                &pkp,
+                &signers,
+                pid(7),
+                &messages,
+                seed,
+                Delivery::Random(Seed::from_u64(seed)),
+            );
             (t1, t2)
         };
         let a = run(42);
-        assert_eq!(a, run(42), "{:?}: one seed, two runs, one transcript", C::SCHEME);
+        assert_eq!(
+            a,
+            run(42),
+            "{:?}: one seed, two runs, one transcript",
+            C::SCHEME
+        );
         let b = run(43);
         assert_ne!(a.0, b.0);
         assert_ne!(a.1, b.1);
@@ -394,8 +440,16 @@ fn same_seed_same_transcript_other_seed_other_transcript() {
 // are byte-identical to a run without the attack.
 // ---------------------------------------------------------------------------------------------
 
-fn honest_sends_digest<C: Ciphersuite>(ids: &BTreeSet<ParticipantId>, t: u16, seed: u64) -> [u8; 32] {
-    let mut net = LocalNet::new(dkg_sessions::<C>(ids, t, seed), Delivery::Fifo, Instant::ZERO);
+fn honest_sends_digest<C: Ciphersuite>(
+    ids: &BTreeSet<ParticipantId>,
+    t: u16,
+    seed: u64,
+) -> [u8; 32] {
+    let mut net = LocalNet::new(
+        dkg_sessions::<C>(ids, t, seed),
+        Delivery::Fifo,
+        Instant::ZERO,
+    );
     net.run(100_000);
     net.sends_digest()
 }
@@ -408,18 +462,27 @@ fn hardening_oversized_commitment_vector_refused_before_decoding() {
     // The attacker (participant 2) builds a commitment vector of 65,536 + t entries with a valid
     // proof of knowledge: frost-core stores the count in 16 bits, so it sees t entries.
     let mut rng = Seed::from_u64(99).rng();
-    let (_, real) = frost_core::keys::dkg::part1::<C, _>(pid(2).to_frost(), 3, t, &mut rng).unwrap();
+    let (_, real) =
+        frost_core::keys::dkg::part1::<C, _>(pid(2).to_frost(), 3, t, &mut rng).unwrap();
     let mut coeffs: Vec<CoefficientCommitment<C>> = real.commitment().coefficients().to_vec();
     let g = CoefficientCommitment::<C>::new(<<C as Ciphersuite>::Group as Group>::generator());
     coeffs.resize(65_536 + usize::from(t), g);
     let long = VerifiableSecretSharingCommitment::new(coeffs);
-    assert_eq!(long.coefficients().len() as u16, t, "frost-core's 16-bit count wraps to t");
+    assert_eq!(
+        long.coefficients().len() as u16,
+        t,
+        "frost-core's 16-bit count wraps to t"
+    );
     let evil = round1::Package::new(long, *real.proof_of_knowledge());
     let evil_bytes = evil.serialize().unwrap();
     assert!(evil_bytes.len() > 2_000_000);
 
     let mut net = LocalNet::new(dkg_sessions::<C>(&ids, t, 7), Delivery::Fifo, Instant::ZERO);
-    net.inject(pid(2), pid(1), Frame::new(1, vec![evil_bytes.clone()]).encode());
+    net.inject(
+        pid(2),
+        pid(1),
+        Frame::new(1, vec![evil_bytes.clone()]).encode(),
+    );
     net.run(100_000);
     let expected_len = real.serialize().unwrap().len();
     assert_eq!(
@@ -447,25 +510,33 @@ fn hardening_stranger_cannot_speak() {
     // A valid round-1 package from identifier 9, who is not in the group. frost-core's part2
     // would accept it (it only checks the count of packages and each proof).
     let mut rng = Seed::from_u64(5).rng();
-    let (_, stranger_pkg) = frost_core::keys::dkg::part1::<C, _>(pid(9).to_frost(), 3, 2, &mut rng).unwrap();
+    let (_, stranger_pkg) =
+        frost_core::keys::dkg::part1::<C, _>(pid(9).to_frost(), 3, 2, &mut rng).unwrap();
     let frame = Frame::new(1, vec![stranger_pkg.serialize().unwrap()]).encode();
     let mut net = LocalNet::new(dkg_sessions::<C>(&ids, 2, 8), Delivery::Fifo, Instant::ZERO);
     net.inject(pid(9), pid(1), frame.clone());
     net.run(100_000);
-    assert_eq!(net.rejections, vec![(pid(1), pid(9), Rejection::NotAParticipant)]);
+    assert_eq!(
+        net.rejections,
+        vec![(pid(1), pid(9), Rejection::NotAParticipant)]
+    );
     assert!(net.results.values().all(|r| r.is_ok()));
     assert_eq!(net.sends_digest(), honest_sends_digest::<C>(&ids, 2, 8));
 
     // A participant speaking twice in one round with different content is refused too.
     let mut net = LocalNet::new(dkg_sessions::<C>(&ids, 2, 8), Delivery::Fifo, Instant::ZERO);
     net.run(3); // FIFO: 1->2, 1->3, then 2->1 (its real round-1 package) are delivered
-    let (_, other) = frost_core::keys::dkg::part1::<C, _>(pid(2).to_frost(), 3, 2, &mut rng).unwrap();
-    net.inject(pid(2), pid(1), Frame::new(1, vec![other.serialize().unwrap()]).encode());
+    let (_, other) =
+        frost_core::keys::dkg::part1::<C, _>(pid(2).to_frost(), 3, 2, &mut rng).unwrap();
+    net.inject(
+        pid(2),
+        pid(1),
+        Frame::new(1, vec![other.serialize().unwrap()]).encode(),
+    );
     net.run(100_000);
-    assert!(net
-        .rejections
-        .iter()
-        .any(|(at, from, why)| *at == pid(1) && *from == pid(2) && *why == Rejection::AlreadyReceived));
+    assert!(net.rejections.iter().any(|(at, from, why)| *at == pid(1)
+        && *from == pid(2)
+        && *why == Rejection::AlreadyReceived));
     assert!(net.results.values().all(|r| r.is_ok()));
     assert_eq!(net.sends_digest(), honest_sends_digest::<C>(&ids, 2, 8));
 }
@@ -494,7 +565,13 @@ fn hardening_non_canonical_encodings_refused() {
     net.run(100_000);
     assert_eq!(
         net.rejections,
-        vec![(pid(1), pid(3), Rejection::Malformed { field: "signing package" })]
+        vec![(
+            pid(1),
+            pid(3),
+            Rejection::Malformed {
+                field: "signing package"
+            }
+        )]
     );
     // Signer 1 kept its nonces and sent nothing; the coordinator times out naming it.
     let f = net.results[&pid(3)].as_ref().unwrap_err();
@@ -503,8 +580,15 @@ fn hardening_non_canonical_encodings_refused() {
 
     // And a truncated public key package (threshold silently None in frost-core) is refused.
     let bytes = pkp.serialize().unwrap();
-    assert_eq!(PublicKeyPackage::<C>::deserialize(&bytes[..bytes.len() - 2]).unwrap().min_signers(), None);
-    assert!(canonical::decode::<PublicKeyPackage<C>>(&bytes[..bytes.len() - 2], None, "pkp").is_err());
+    assert_eq!(
+        PublicKeyPackage::<C>::deserialize(&bytes[..bytes.len() - 2])
+            .unwrap()
+            .min_signers(),
+        None
+    );
+    assert!(
+        canonical::decode::<PublicKeyPackage<C>>(&bytes[..bytes.len() - 2], None, "pkp").is_err()
+    );
 }
 
 #[test]
@@ -523,16 +607,29 @@ fn hardening_nonces_never_sign_twice() {
     };
     // A malicious coordinator builds two different signing packages with signer 1's commitment
     // (varying signer 2's) to extract its key share from two shares under one nonce.
-    let c1 = frost_core::round1::SigningCommitments::<C>::deserialize(&Frame::decode(&commit1).unwrap().fields[0]).unwrap();
+    let c1 = frost_core::round1::SigningCommitments::<C>::deserialize(
+        &Frame::decode(&commit1).unwrap().fields[0],
+    )
+    .unwrap();
     let mut rng = Seed::from_u64(1).rng();
     let package = |rng: &mut crate::rng::CoreRng| {
         let (_, c2) = frost_core::round1::commit(kps[&pid(2)].signing_share(), rng);
         let map = BTreeMap::from([(pid(1).to_frost(), c1), (pid(2).to_frost(), c2)]);
-        Frame::new(11, vec![frost_core::SigningPackage::new(map, b"m").serialize().unwrap()]).encode()
+        Frame::new(
+            11,
+            vec![frost_core::SigningPackage::new(map, b"m")
+                .serialize()
+                .unwrap()],
+        )
+        .encode()
     };
     let first = package(&mut rng);
     let second = package(&mut rng);
-    signer.handle_input(SessionInput::Message { at: Instant::ZERO, from: pid(3), payload: &first });
+    signer.handle_input(SessionInput::Message {
+        at: Instant::ZERO,
+        from: pid(3),
+        payload: &first,
+    });
     let mut shares_sent = 0;
     while let Some(o) = signer.poll_output() {
         if matches!(o, SessionOutput::Send { .. }) {
@@ -540,7 +637,11 @@ fn hardening_nonces_never_sign_twice() {
         }
     }
     assert_eq!(shares_sent, 1);
-    signer.handle_input(SessionInput::Message { at: Instant::ZERO, from: pid(3), payload: &second });
+    signer.handle_input(SessionInput::Message {
+        at: Instant::ZERO,
+        from: pid(3),
+        payload: &second,
+    });
     let outs: Vec<_> = std::iter::from_fn(|| signer.poll_output()).collect();
     assert_eq!(outs.len(), 1, "{outs:?}");
     assert!(matches!(
@@ -548,7 +649,11 @@ fn hardening_nonces_never_sign_twice() {
         SessionOutput::Misbehaved { from, reason: Rejection::NoncesAlreadyUsed } if *from == pid(3)
     ));
     // A byte-identical repeat of the first request (a duplicated delivery) is ignored quietly.
-    signer.handle_input(SessionInput::Message { at: Instant::ZERO, from: pid(3), payload: &first });
+    signer.handle_input(SessionInput::Message {
+        at: Instant::ZERO,
+        from: pid(3),
+        payload: &first,
+    });
     assert!(signer.poll_output().is_none());
 }
 
@@ -565,11 +670,18 @@ fn hardening_altered_higher_commitments_caught_by_echo() {
         let mut coeffs = pkg.commitment().coefficients().to_vec();
         let g = <<C as Ciphersuite>::Group as Group>::generator();
         coeffs[2] = CoefficientCommitment::new(coeffs[2].value() + g);
-        round1::Package::new(VerifiableSecretSharingCommitment::new(coeffs), *pkg.proof_of_knowledge())
-            .serialize()
-            .unwrap()
+        round1::Package::new(
+            VerifiableSecretSharingCommitment::new(coeffs),
+            *pkg.proof_of_knowledge(),
+        )
+        .serialize()
+        .unwrap()
     };
-    let mut net = LocalNet::new(dkg_sessions::<C>(&ids, t, 11), Delivery::Fifo, Instant::ZERO);
+    let mut net = LocalNet::new(
+        dkg_sessions::<C>(&ids, t, 11),
+        Delivery::Fifo,
+        Instant::ZERO,
+    );
     net.intercept(Box::new(move |from, to, bytes| {
         let mut f = Frame::decode(bytes).unwrap();
         if from == pid(2) && to == pid(4) && f.kind == 1 {
@@ -582,10 +694,13 @@ fn hardening_altered_higher_commitments_caught_by_echo() {
     for (p, r) in &net.results {
         let f = r.as_ref().unwrap_err();
         assert_eq!(f.culprits, BTreeSet::from([pid(2)]), "at {p:?}: {f:?}");
-        assert!(matches!(
-            f.kind,
-            FailureKind::InconsistentBroadcast { sender, .. } if sender == pid(2)
-        ) || (*p == pid(4) && f.kind == FailureKind::InvalidSecretShare), "at {p:?}: {f:?}");
+        assert!(
+            matches!(
+                f.kind,
+                FailureKind::InconsistentBroadcast { sender, .. } if sender == pid(2)
+            ) || (*p == pid(4) && f.kind == FailureKind::InvalidSecretShare),
+            "at {p:?}: {f:?}"
+        );
     }
 }
 
@@ -618,7 +733,11 @@ fn an_invalid_signature_share_names_its_signer() {
 fn an_invalid_proof_of_knowledge_names_its_sender() {
     type C = frost_p256::P256Sha256;
     let ids: BTreeSet<_> = (1..=3).map(pid).collect();
-    let mut net = LocalNet::new(dkg_sessions::<C>(&ids, 2, 12), Delivery::Fifo, Instant::ZERO);
+    let mut net = LocalNet::new(
+        dkg_sessions::<C>(&ids, 2, 12),
+        Delivery::Fifo,
+        Instant::ZERO,
+    );
     net.intercept(Box::new(|from, to, bytes| {
         let mut f = Frame::decode(bytes).unwrap();
         if from == pid(3) && to == pid(1) && f.kind == 1 {
@@ -626,9 +745,12 @@ fn an_invalid_proof_of_knowledge_names_its_sender() {
             let mut coeffs = pkg.commitment().coefficients().to_vec();
             let g = <<C as Ciphersuite>::Group as Group>::generator();
             coeffs[0] = CoefficientCommitment::new(coeffs[0].value() + g);
-            f.fields[0] = round1::Package::new(VerifiableSecretSharingCommitment::new(coeffs), *pkg.proof_of_knowledge())
-                .serialize()
-                .unwrap();
+            f.fields[0] = round1::Package::new(
+                VerifiableSecretSharingCommitment::new(coeffs),
+                *pkg.proof_of_knowledge(),
+            )
+            .serialize()
+            .unwrap();
         }
         vec![f.encode()]
     }));
@@ -642,9 +764,23 @@ fn an_invalid_proof_of_knowledge_names_its_sender() {
 fn config_errors_are_typed() {
     type C = frost_ed25519::Ed25519Sha512;
     let ids: BTreeSet<_> = (1..=3).map(pid).collect();
-    let cfg = |me, t| DkgConfig { me: pid(me), participants: ids.clone(), threshold: t, round_timeout: TIMEOUT };
+    let cfg = |me, t| DkgConfig {
+        me: pid(me),
+        participants: ids.clone(),
+        threshold: t,
+        round_timeout: TIMEOUT,
+    };
     let seed = Seed::from_u64(0);
-    assert_eq!(FrostDkg::<C>::new(cfg(4, 2), &seed, Instant::ZERO).err(), Some(ConfigError::NotAParticipant));
-    assert!(matches!(FrostDkg::<C>::new(cfg(1, 1), &seed, Instant::ZERO), Err(ConfigError::BadThreshold { .. })));
-    assert!(matches!(FrostDkg::<C>::new(cfg(1, 4), &seed, Instant::ZERO), Err(ConfigError::BadThreshold { .. })));
+    assert_eq!(
+        FrostDkg::<C>::new(cfg(4, 2), &seed, Instant::ZERO).err(),
+        Some(ConfigError::NotAParticipant)
+    );
+    assert!(matches!(
+        FrostDkg::<C>::new(cfg(1, 1), &seed, Instant::ZERO),
+        Err(ConfigError::BadThreshold { .. })
+    ));
+    assert!(matches!(
+        FrostDkg::<C>::new(cfg(1, 4), &seed, Instant::ZERO),
+        Err(ConfigError::BadThreshold { .. })
+    ));
 }

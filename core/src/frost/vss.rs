@@ -154,7 +154,8 @@ pub fn finish_dkg<C: Ciphersuite>(
     );
     let public_key_package =
         PublicKeyPackage::new(verifying_shares, verifying_key, Some(threshold));
-    C::post_dkg(key_package, public_key_package).map_err(|e| FinishError::PostProcess(e.to_string()))
+    C::post_dkg(key_package, public_key_package)
+        .map_err(|e| FinishError::PostProcess(e.to_string()))
 }
 
 #[cfg(test)]
@@ -181,9 +182,17 @@ mod tests {
 
     fn finish_equals_frost_part3<C: Ciphersuite>() {
         // Random t-of-n runs: our finish must produce byte-identical packages to frost-core's.
-        for (t, n, seed) in [(2u16, 2u16, 1u64), (2, 3, 2), (3, 5, 3), (5, 9, 4), (9, 9, 5)] {
+        for (t, n, seed) in [
+            (2u16, 2u16, 1u64),
+            (2, 3, 2),
+            (3, 5, 3),
+            (5, 9, 4),
+            (9, 9, 5),
+        ] {
             let mut rng = Seed::from_u64(seed).rng();
-            let ids: Vec<ParticipantId> = (1..=n).map(|i| ParticipantId::new(i * 3).unwrap()).collect();
+            let ids: Vec<ParticipantId> = (1..=n)
+                .map(|i| ParticipantId::new(i * 3).unwrap())
+                .collect();
             let mut r1_secret = BTreeMap::new();
             let mut r1_pub = BTreeMap::new();
             for id in &ids {
@@ -192,8 +201,10 @@ mod tests {
                 r1_pub.insert(*id, p);
             }
             let mut r2_secret = BTreeMap::new();
-            let mut r2_out: BTreeMap<ParticipantId, BTreeMap<Identifier<C>, dkg::round2::Package<C>>> =
-                BTreeMap::new();
+            let mut r2_out: BTreeMap<
+                ParticipantId,
+                BTreeMap<Identifier<C>, dkg::round2::Package<C>>,
+            > = BTreeMap::new();
             for id in &ids {
                 let others: BTreeMap<_, _> = r1_pub
                     .iter()
@@ -235,7 +246,10 @@ mod tests {
                 .filter(|k| **k != me)
                 .map(|k| (*k, r2_out[k][&me.to_frost()].clone()))
                 .collect();
-            let bad = SigningShare::new(r2[&victim_sender].signing_share().to_scalar() + <<C::Group as Group>::Field as frost_core::Field>::one());
+            let bad = SigningShare::new(
+                r2[&victim_sender].signing_share().to_scalar()
+                    + <<C::Group as Group>::Field as frost_core::Field>::one(),
+            );
             r2.insert(victim_sender, dkg::round2::Package::new(bad));
             assert_eq!(
                 finish_dkg(&r2_secret[&me], me, &r1, &r2).unwrap_err(),

@@ -148,7 +148,10 @@ mod tests {
         let mut trailing = bytes.clone();
         trailing.push(0);
         assert_eq!(Frame::decode(&trailing), Err(FrameError::TrailingBytes(1)));
-        assert_eq!(Frame::decode(&bytes[..bytes.len() - 1]), Err(FrameError::Truncated));
+        assert_eq!(
+            Frame::decode(&bytes[..bytes.len() - 1]),
+            Err(FrameError::Truncated)
+        );
         let mut v2 = bytes.clone();
         v2[0] = 2;
         assert_eq!(Frame::decode(&v2), Err(FrameError::UnknownVersion(2)));

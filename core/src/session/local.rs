@@ -148,8 +148,10 @@ where
                     });
                 }
                 SessionOutput::Misbehaved { from, reason } => {
-                    self.transcript
-                        .record(&format!("reject {id}<-{from}"), format!("{reason:?}").as_bytes());
+                    self.transcript.record(
+                        &format!("reject {id}<-{from}"),
+                        format!("{reason:?}").as_bytes(),
+                    );
                     self.rejections.push((id, from, reason));
                 }
                 SessionOutput::Done(result) => {
