@@ -113,7 +113,8 @@ pub fn child_loop<S: Store>(store: &S, max_runtime: Duration) {
             std::process::exit(0);
         }
     };
-    say(format!("READY {t}"));
+    // A newline first: libtest may have left "test crash_child ... " unterminated.
+    say(format!("\nREADY {t}"));
     while start.elapsed() < max_runtime {
         store
             .apply(&crash_batch(t))
@@ -328,7 +329,7 @@ pub fn run_parent<S: Store>(
         let mut ready = false;
         let mut acks: Vec<u64> = Vec::new();
         let on_line = |line: &str, ready: &mut bool, acks: &mut Vec<u64>| {
-            if line.starts_with("READY ") {
+            if line.contains("READY ") {
                 *ready = true;
             } else if let Some(t) = line.strip_prefix("ACK ") {
                 acks.push(
