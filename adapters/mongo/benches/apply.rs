@@ -5,8 +5,7 @@
 //!
 //! KEYSHARD_BENCH_BATCHES (default 1000) batches per shape and store.
 
-#[path = "../tests/common.rs"]
-#[allow(dead_code)]
+#[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;
@@ -48,27 +47,16 @@ impl Shape {
     }
     fn batch(self, t: u64, next_index: &mut u64) -> PersistBatch {
         let key = KeyId::new("bench-key").expect("key id");
-        let mut entries = |n: u64, size: usize| {
-            let first = *next_index;
-            *next_index += n;
-            PersistOp::AppendEntries(
-                (first..first + n)
-                    .map(|i| RaftEntry {
-                        index: i,
-                        term: 1,
-                        bytes: vec![i as u8; size],
-                    })
-                    .collect(),
-            )
+        let hs = |commit: u64| {
+            PersistOp::SetHardState(HardState {
+                term: 1,
+                vote: 1,
+                commit,
+            })
         };
-        let hs = PersistOp::SetHardState(HardState {
-            term: 1,
-            vote: 1,
-            commit: *next_index,
-        });
         let ops = match self {
-            Shape::RaftSmall => vec![entries(1, 256), hs],
-            Shape::RaftBurst => vec![entries(64, 1024), hs],
+            Shape::RaftSmall => vec![entries(next_index, 1, 256), hs(*next_index)],
+            Shape::RaftBurst => vec![entries(next_index, 64, 1024), hs(*next_index)],
             Shape::Share => vec![
                 PersistOp::PutShare {
                     key: key.clone(),
@@ -95,6 +83,20 @@ impl Shape {
             ops,
         }
     }
+}
+
+fn entries(next_index: &mut u64, n: u64, size: usize) -> PersistOp {
+    let first = *next_index;
+    *next_index += n;
+    PersistOp::AppendEntries(
+        (first..first + n)
+            .map(|i| RaftEntry {
+                index: i,
+                term: 1,
+                bytes: vec![i as u8; size],
+            })
+            .collect(),
+    )
 }
 
 struct Result_ {

@@ -55,7 +55,7 @@ fn sigkill_at_random_points() {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_nanos() as u64)
         }),
-        max_delay: Duration::from_millis(400),
+        max_delay: Duration::from_millis(1000),
         stall_timeout: Duration::from_secs(60),
     };
     let mut server_kills = 0;

@@ -114,7 +114,7 @@ impl MemDisk {
             out.extend_from_slice(k);
             out.extend_from_slice(v);
         }
-        for (_, (_, b)) in &s.entries {
+        for (_, b) in s.entries.values() {
             out.extend_from_slice(b);
         }
         if let Some(snap) = &s.snapshot {

@@ -1,5 +1,5 @@
 //! Shared by this crate's integration tests: the conformance factory and raw-access hooks.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::new_without_default)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

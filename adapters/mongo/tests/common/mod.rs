@@ -1,6 +1,6 @@
 //! Shared by this crate's integration tests: a SecantusDB server on loopback (or the server in
 //! `KEYSHARD_MONGO_URI`), and the conformance factory.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::new_without_default)]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
