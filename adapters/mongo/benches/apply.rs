@@ -3,7 +3,8 @@
 //!
 //! cargo bench -p keyshard-mongo --bench apply
 //!
-//! KEYSHARD_BENCH_BATCHES (default 1000) batches per shape and store.
+//! KEYSHARD_BENCH_BATCHES (default 1000) batches per shape for MemStore and sled,
+//! KEYSHARD_BENCH_MONGO_BATCHES (default 300) for MongoDB.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -141,8 +142,8 @@ fn run(store: &dyn Store, shape: Shape, n: u64) -> Result_ {
     }
 }
 
-fn ms(d: Duration) -> String {
-    format!("{:.3}", d.as_secs_f64() * 1e3)
+fn us(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1e6)
 }
 
 fn main() {
@@ -150,15 +151,21 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let n: u64 = std::env::var("KEYSHARD_BENCH_BATCHES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let n = env("KEYSHARD_BENCH_BATCHES", 1000);
+    let n_mongo = env("KEYSHARD_BENCH_MONGO_BATCHES", 300);
     let sealer: Arc<dyn Sealer> = Arc::new(XChaChaSealer::random().expect("rng"));
     let mongo = common::Mongo::new();
     let dir = tempfile::tempdir().expect("tempdir");
-    println!("batches per shape and store: {n} (first 5% are warm-up, excluded)");
-    println!("| shape | store | p50 ms | p99 ms | max ms | batches/s | ops/s | p50 vs MemStore |");
+    println!(
+        "batches per shape: {n} (MemStore, sled), {n_mongo} (mongo); first 5% are warm-up, excluded"
+    );
+    println!("| shape | store | p50 µs | p99 µs | max µs | batches/s | ops/s | p50 vs MemStore |");
     println!("|---|---|---|---|---|---|---|---|");
     for (si, shape) in [Shape::RaftSmall, Shape::RaftBurst, Shape::Share]
         .into_iter()
@@ -182,14 +189,14 @@ fn main() {
             [("MemStore", &mem), ("sled", &sled), ("mongo", &mdb)];
         let mut base = None;
         for (name, store) in stores {
-            let r = run(store, shape, n);
+            let r = run(store, shape, if name == "mongo" { n_mongo } else { n });
             let b = *base.get_or_insert(r.p50);
             println!(
                 "| {} | {name} | {} | {} | {} | {:.0} | {:.0} | {:.0}x |",
                 shape.name(),
-                ms(r.p50),
-                ms(r.p99),
-                ms(r.max),
+                us(r.p50),
+                us(r.p99),
+                us(r.max),
                 r.per_sec,
                 r.per_sec * shape.ops() as f64,
                 r.p50.as_secs_f64() / b.as_secs_f64().max(1e-9),

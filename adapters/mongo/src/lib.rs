@@ -329,24 +329,47 @@ impl MongoStore {
 
     fn write(&self, s: &mut ClientSession, mutations: &[Mutation<'_>]) -> Result<(), MongoError> {
         let c = &self.colls;
-        for m in mutations {
+        let mut i = 0;
+        while i < mutations.len() {
+            let m = &mutations[i];
+            i += 1;
             match m {
-                Mutation::PutEntry { index, term, bytes } => {
-                    let id = i64_of(*index);
-                    c.log
-                        .replace_one(
-                            doc! { "_id": id },
-                            doc! { "_id": id, "term": i64_of(*term), "data": bin(bytes) },
-                        )
-                        .upsert(true)
-                        .session(&mut *s)
-                        .run()?;
+                Mutation::PutEntry { index, .. } => {
+                    // A run of consecutive entries (one AppendEntries) is one insert_many (the
+                    // plan deleted any entry they replace).
+                    let run_start = i - 1;
+                    let mut next = index + 1;
+                    while let Some(Mutation::PutEntry { index, .. }) = mutations.get(i) {
+                        if *index != next {
+                            break;
+                        }
+                        next += 1;
+                        i += 1;
+                    }
+                    let docs: Vec<Document> = mutations[run_start..i]
+                        .iter()
+                        .filter_map(|m| match m {
+                            Mutation::PutEntry { index, term, bytes } => Some(
+                                doc! { "_id": i64_of(*index), "term": i64_of(*term), "data": bin(bytes) },
+                            ),
+                            _ => None,
+                        })
+                        .collect();
+                    c.log.insert_many(docs).session(&mut *s).run()?;
                 }
                 Mutation::DeleteEntries { from, to } => {
-                    c.log
-                        .delete_many(doc! { "_id": { "$gte": i64_of(*from), "$lte": i64_of(*to) } })
-                        .session(&mut *s)
-                        .run()?;
+                    // `$in` on _id, in chunks: SecantusDB serves a range filter on _id by a
+                    // collection scan inside transactions (O(log size)), but `$in` by the index.
+                    let mut lo = *from;
+                    while lo <= *to {
+                        let hi = to.min(&(lo + 999)).to_owned();
+                        let ids: Vec<i64> = (lo..=hi).map(i64_of).collect();
+                        c.log
+                            .delete_many(doc! { "_id": { "$in": ids } })
+                            .session(&mut *s)
+                            .run()?;
+                        lo = hi + 1;
+                    }
                 }
                 Mutation::PutHardState(hs) => {
                     c.meta

@@ -229,6 +229,18 @@ fn append_and_truncate<F: Factory>(f: &F) {
         indexes(&s.restore().expect("restore")),
         vec![(1, 3), (2, 3)]
     );
+    // Two appends in one batch, the second overwriting the first exactly (no truncation between).
+    apply_ok(
+        &s,
+        &batch(
+            6,
+            vec![append(3..=4, 4), append(3..=4, 5), append(5..=5, 5)],
+        ),
+    );
+    assert_eq!(
+        indexes(&s.restore().expect("restore")),
+        vec![(1, 3), (2, 3), (3, 5), (4, 5), (5, 5)]
+    );
 }
 
 fn snapshot_compaction<F: Factory>(f: &F) {

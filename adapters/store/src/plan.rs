@@ -6,7 +6,7 @@
 //!
 //! - `AppendEntries`: entries must be contiguous; the first index must not leave a gap after the
 //!   last stored entry and must be above the snapshot. Stored entries at or after the first new
-//!   index are replaced (those past the new last index are deleted).
+//!   index are deleted, then the new ones inserted.
 //! - `InstallSnapshot`: entries at or below its index are dropped; an older snapshot than the
 //!   stored one is refused.
 //! - `PutShare` seals the share; `EraseShare` deletes it and leaves an erased marker;
@@ -96,7 +96,7 @@ pub enum StoredValue<'a> {
 /// One low-level change. Adapters apply a plan's mutations in order, all in one transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mutation<'a> {
-    /// Insert or replace one log entry.
+    /// Insert one log entry (its index is free: replaced entries were deleted before).
     PutEntry {
         /// Index.
         index: u64,
@@ -208,9 +208,10 @@ pub fn plan<'a>(
                         b.last
                     )));
                 }
-                if b.last > new_last {
+                if first <= b.last {
+                    // Every replaced entry is deleted first, so PutEntry always inserts.
                     mutations.push(Mutation::DeleteEntries {
-                        from: new_last + 1,
+                        from: first,
                         to: b.last,
                     });
                 }
