@@ -214,7 +214,7 @@ pub struct PersistBatch {
 }
 
 /// What a node restores from its store at start.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RestoredState {
     /// Raft hard state, if any was stored.
     pub hard_state: Option<HardState>,
