@@ -290,6 +290,7 @@ struct ReshareTest {
     attempt: u32,
     public_key_package: Vec<u8>,
     signers: BTreeSet<ParticipantId>,
+    started: Instant,
 }
 
 /// A client request waiting at the node that received it.
@@ -865,8 +866,10 @@ impl Node {
         let TaskKind::Reshare { from_version } = t.kind else {
             return;
         };
+        if t.kind.produces() != version {
+            return;
+        }
         let old = (t.spec.key.clone(), from_version);
-        let _ = version;
         if self.shares.remove(&old).is_none() && !self.share_origin.contains_key(&old) {
             return;
         }
@@ -1096,7 +1099,7 @@ impl Node {
             let cmd = if participants.len() < usize::from(spec.threshold.max(2)) {
                 Replicated::Fail {
                     task,
-                    attempt: attempt - 1,
+                    attempt,
                     culprits: excluded.clone(),
                     reason: format!(
                         "only {} eligible participants for threshold {}",
@@ -1131,7 +1134,7 @@ impl Node {
     ) -> Replicated {
         let fail = |reason: String| Replicated::Fail {
             task,
-            attempt: attempt - 1,
+            attempt,
             culprits: excluded.clone(),
             reason,
         };
@@ -1469,6 +1472,7 @@ impl Node {
                         attempt,
                         public_key_package: pkp,
                         signers,
+                        started: self.now,
                     },
                 );
                 self.sessions.insert(session, Live { session: s });
@@ -1491,7 +1495,6 @@ impl Node {
     fn on_reshare_test_done(
         &mut self,
         test: ReshareTest,
-        started: Instant,
         result: Result<Option<Vec<Vec<u8>>>, Failure>,
     ) {
         let (task, attempt) = (test.task, test.attempt);
@@ -1499,7 +1502,7 @@ impl Node {
         if self.end_proposed.contains(&(task, attempt)) {
             return;
         }
-        self.record_outcomes(&test.signers, started, result.as_ref().err());
+        self.record_outcomes(&test.signers, test.started, result.as_ref().err());
         let Some(t) = self.registry.tasks.get(&task) else {
             return;
         };
@@ -2423,10 +2426,7 @@ impl Node {
                     failure: failure.clone(),
                 });
             }
-            // Run ids are unique per term, so the start time is not needed for a test: the
-            // latency sample is the session's own.
-            let started = self.now;
-            return self.on_reshare_test_done(test, started, result);
+            return self.on_reshare_test_done(test, result);
         }
         let Some(mut job) = self.sign_jobs.remove(&key.task) else {
             if let Err(failure) = result {

@@ -510,6 +510,16 @@ impl Registry {
                 let Some(t) = self.tasks.get_mut(task) else {
                     return Applied::Nothing;
                 };
+                // A queued task is given up by failing the attempt that could not start (the
+                // leader found too few eligible participants): it is not retried.
+                if t.state == TaskState::Queued && *attempt == t.attempt + 1 {
+                    t.excluded.extend(culprits.iter().copied());
+                    t.state = TaskState::Failed {
+                        reason: format!("{reason} (after {} attempts)", t.attempt),
+                        culprits: culprits.clone(),
+                    };
+                    return Applied::Finished(*task);
+                }
                 if !matches!(t.state, TaskState::Running { .. }) || *attempt != t.attempt {
                     return Applied::Nothing;
                 }
@@ -830,6 +840,7 @@ mod tests {
         assert_eq!(r.apply(&stale), Applied::Nothing);
         assert_eq!(r.apply(&fail(2)), Applied::Finished(1));
         assert!(matches!(r.tasks[&1].state, TaskState::Failed { .. }));
+        assert_eq!(r.apply(&fail(2)), Applied::Nothing, "already failed");
         // The key id is free again after a failed task.
         let again = Replicated::Submit {
             request_id: "r2".into(),
@@ -844,6 +855,27 @@ mod tests {
             spec: spec("k"),
         };
         assert_eq!(r.apply(&third), Applied::Finished(3));
+    }
+
+    #[test]
+    fn a_queued_task_is_given_up_by_failing_the_attempt_that_could_not_start() {
+        let mut r = Registry::new([(pid(1), NodeRole::Tee)].into(), 3, 0);
+        let submit = Replicated::Submit {
+            request_id: "r1".into(),
+            origin: pid(1),
+            spec: spec("k"),
+        };
+        assert_eq!(r.apply(&submit), Applied::Queued(1));
+        let fail = |attempt| Replicated::Fail {
+            task: 1,
+            attempt,
+            culprits: [pid(3)].into(),
+            reason: "too few".into(),
+        };
+        assert_eq!(r.apply(&fail(0)), Applied::Nothing, "no attempt 0 to fail");
+        assert_eq!(r.apply(&fail(1)), Applied::Finished(1));
+        assert!(matches!(r.tasks[&1].state, TaskState::Failed { .. }));
+        assert_eq!(r.apply(&fail(1)), Applied::Nothing);
     }
 }
 

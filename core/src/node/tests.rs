@@ -874,7 +874,20 @@ fn a_crashed_member_fails_its_reshare_clearly_and_v1_keeps_signing() {
         Err(RequestError::Failed { culprits, .. }) => {
             assert!(culprits.contains(&victim), "{r:?}")
         }
-        other => panic!("expected a clear failure, got {other:?}"),
+        other => {
+            for (id, n) in &c.nodes {
+                eprintln!("{id:?} tasks {:?}", n.registry().tasks);
+                for e in c.events.get(id).into_iter().flatten() {
+                    if matches!(
+                        e,
+                        Event::SessionFailed { .. } | Event::PeerMisbehaved { .. }
+                    ) {
+                        eprintln!("  {e:?}");
+                    }
+                }
+            }
+            panic!("expected a clear failure, got {other:?}")
+        }
     }
     c.run_until(2_000, |_| false);
     for (id, node) in &c.nodes {
