@@ -1333,7 +1333,7 @@ impl Node {
             Ok(_) => new_members.contains(&from),
             Err(_) => new_members.contains(&from) || participants.contains(&from),
         };
-        if t.attempt != attempt || !allowed {
+        if t.attempt != attempt || !allowed || t.kind == TaskKind::Dkg {
             return;
         }
         let Some(record) = self.registry.keys.get(&t.spec.key) else {
@@ -1719,7 +1719,8 @@ impl Node {
         let TaskState::Running { participants } = &t.state else {
             return;
         };
-        if t.attempt != attempt || !participants.contains(&from) {
+        // A DKG report about a reshare task is refused: its success rule is not the reshare's.
+        if t.attempt != attempt || !participants.contains(&from) || t.kind != TaskKind::Dkg {
             return;
         }
         let participants = participants.clone();

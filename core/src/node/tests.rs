@@ -1037,3 +1037,69 @@ fn a_repeated_reshare_request_id_gets_the_first_answer_and_runs_once() {
         Err(RequestError::NoSuchKey(KeyId::new("missing").unwrap()))
     );
 }
+
+#[test]
+fn a_member_crashing_mid_reshare_leaves_v1_signing_and_restarts_clean() {
+    let scheme = Scheme::FrostEd25519;
+    let mut c = Cluster::new(5, 36, |_| {});
+    assert!(c.run_until(30_000, |c| c.leader().is_some()));
+    let l = c.leader().unwrap();
+    let pk = created_public_key(create(&mut c, l, "c", "k", scheme, 3));
+    let key = KeyId::new("k").unwrap();
+    let victim = *c.nodes.keys().find(|p| **p != l).unwrap();
+    c.client(
+        l,
+        "refresh",
+        Request::Reshare {
+            key: key.clone(),
+            new_threshold: None,
+            new_members: None,
+        },
+    );
+    // Crash the victim once its reshare session has started (mid-protocol).
+    assert!(c.run_until(30_000, |c| c.nodes[&victim].stats.reshare_sessions > 0));
+    c.step();
+    c.crash(victim);
+    let r = c.await_answer(l, "refresh");
+    assert!(
+        matches!(&r, Err(RequestError::Failed { culprits, .. }) if culprits.contains(&victim)),
+        "{r:?}"
+    );
+    assert_eq!(
+        sign_and_verify(&mut c, l, "s1", "k", scheme, &pk),
+        KeyVersion(1)
+    );
+    c.start(victim);
+    assert!(c.run_until(30_000, |c| c.nodes[&victim]
+        .registry()
+        .tasks
+        .values()
+        .all(|t| !matches!(t.state, TaskState::Queued | TaskState::Running { .. }))
+        && c.nodes[&victim].registry().tasks.len() == 2));
+    c.run_until(2_000, |_| false);
+    for (id, node) in &c.nodes {
+        assert_eq!(node.registry().keys[&key].version, KeyVersion(1));
+        assert_eq!(node.share_versions(&key), vec![KeyVersion(1)], "{id:?}");
+        assert!(
+            c.disks[id].shares.keys().all(|(_, v)| *v == KeyVersion(1)),
+            "no staged v2 on {id:?}'s disk"
+        );
+    }
+    // With the victim back, a refresh goes through.
+    let r = reshare(&mut c, l, "refresh-2", "k", None, None);
+    assert!(
+        matches!(
+            &r,
+            Ok(Response::Reshared {
+                version: KeyVersion(2),
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    assert!(all_at_version(&mut c, &key, KeyVersion(2)));
+    assert_eq!(
+        sign_and_verify(&mut c, victim, "s2", "k", scheme, &pk),
+        KeyVersion(2)
+    );
+}
