@@ -20,6 +20,12 @@
 //!   the leader; when all reported the same public key package, the leader proposes `Complete`
 //!   and every node registers the key. A failed attempt is `Fail`ed and retried without the
 //!   culprits. The request id is recorded in the registry: a retried request never runs twice.
+//! - **Reshare / refresh**: like a key creation (`SubmitReshare`, `Begin` naming the dealers,
+//!   its own concurrency limit); every dealer and new member runs `FrostReshare`; new members
+//!   store `v+1` beside `v` and report after it is durable; the leader runs a test signature
+//!   with `v+1` and commits `CompleteReshare`, on which every node erases `v`. Until then `v`
+//!   signs; a failed attempt erases its staged `v+1`. The leader also submits refreshes itself
+//!   when the rotation schedule says a key is due.
 //! - **Sign**: no Raft write. Any node forwards to the leader, which picks `t` signers at random
 //!   (seeded) among the key's holders that are not excluded, coordinates the session, and replies;
 //!   results are cached per request id, so a retry gets the first answer.
