@@ -20,6 +20,12 @@
 //!   the leader; when all reported the same public key package, the leader proposes `Complete`
 //!   and every node registers the key. A failed attempt is `Fail`ed and retried without the
 //!   culprits. The request id is recorded in the registry: a retried request never runs twice.
+//! - **Reshare / refresh**: like a key creation (`SubmitReshare`, `Begin` naming the dealers,
+//!   its own concurrency limit); every dealer and new member runs `FrostReshare`; new members
+//!   store `v+1` beside `v` and report after it is durable; the leader runs a test signature
+//!   with `v+1` and commits `CompleteReshare`, on which every node erases `v`. Until then `v`
+//!   signs; a failed attempt erases its staged `v+1`. The leader also submits refreshes itself
+//!   when the rotation schedule says a key is due.
 //! - **Sign**: no Raft write. Any node forwards to the leader, which picks `t` signers at random
 //!   (seeded) among the key's holders that are not excluded, coordinates the session, and replies;
 //!   results are cached per request id, so a retry gets the first answer.
@@ -56,9 +62,15 @@ use crate::rng::{CoreRng, Seed};
 use crate::session::{Failure, FailureKind, SessionInput};
 use crate::time::{Duration, Instant};
 
-use registry::{Applied, DkgSpec, NodeRole, Registry, Replicated, TaskState, MAX_REQUEST_ID};
-use sessions::{ErasedOutput, ErasedSession};
-pub use wire::{NodeMessage, Request, RequestError, Response, SessionKey, SessionKind};
+use crate::reshare::ReshareConfig;
+use crate::rotation::{KeyRotation, RotationCommand, RotationSchedule, DEFAULT_RETRY_AFTER};
+use registry::{
+    Applied, DkgSpec, NodeRole, Registry, Replicated, TaskKind, TaskState, MAX_REQUEST_ID,
+};
+use sessions::{ErasedOutput, ErasedSession, ReshareShare};
+pub use wire::{
+    NodeMessage, Request, RequestError, ReshareOutcome, Response, SessionKey, SessionKind,
+};
 
 /// Table holding which DKG attempt produced a stored share (so a failed attempt's share is
 /// erased and a later attempt's is not).
@@ -73,6 +85,9 @@ pub struct TaskLimits {
     pub dkg: usize,
     /// Signing runs the leader coordinates at once.
     pub sign: usize,
+    /// Reshare tasks (client reshares and automatic refreshes) running at once, cluster-wide.
+    /// Separate from `dkg` so a burst of key creations cannot starve rotation, or the reverse.
+    pub reshare: usize,
 }
 
 /// Node configuration. `NodeConfig::new` gives sane defaults.
@@ -104,7 +119,8 @@ pub struct NodeConfig {
 
 impl NodeConfig {
     /// Defaults: 100 ms ticks, election after 10-20 ticks, heartbeats every 2, 10 s rounds,
-    /// 60 s per request, 2 concurrent DKGs, 64 concurrent signing runs, 3 attempts, 1,024 cached
+    /// 60 s per request, 2 concurrent DKGs, 64 concurrent signing runs, 1 reshare at a time,
+    /// 3 attempts, 1,024 cached
     /// answers, rotation every 24 h.
     pub fn new(id: ParticipantId, members: BTreeMap<ParticipantId, NodeRole>) -> Self {
         NodeConfig {
@@ -115,7 +131,11 @@ impl NodeConfig {
             heartbeat_ticks: 2,
             round_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
-            limits: TaskLimits { dkg: 2, sign: 64 },
+            limits: TaskLimits {
+                dkg: 2,
+                sign: 64,
+                reshare: 1,
+            },
             max_attempts: 3,
             result_cache: 1024,
             rotation_interval: Duration::from_secs(24 * 3600),
@@ -270,6 +290,15 @@ struct SignJob {
     started: Instant,
 }
 
+/// A test signature the leader runs with a staged key version before activating it.
+struct ReshareTest {
+    task: u64,
+    attempt: u32,
+    public_key_package: Vec<u8>,
+    signers: BTreeSet<ParticipantId>,
+    started: Instant,
+}
+
 /// A client request waiting at the node that received it.
 struct Waiter {
     deadline: Instant,
@@ -336,6 +365,14 @@ pub struct Node {
     sign_jobs: BTreeMap<u64, SignJob>,
     sign_queue: VecDeque<SignJob>,
     next_run: u64,
+    /// Reshare reports per attempt (leader).
+    reshare_reports: BTreeMap<(u64, u32), BTreeMap<ParticipantId, ReshareOutcome>>,
+    /// Activation test signatures running, by signing run id (leader).
+    reshare_tests: BTreeMap<u64, ReshareTest>,
+    /// Attempts whose activation test has started (leader).
+    testing: BTreeSet<(u64, u32)>,
+    /// When each key is due for a refresh (leader; rebuilt from the registry on election).
+    rotation: RotationSchedule,
     /// Per-node health as this node observed it (drives participant selection).
     metrics: BTreeMap<ParticipantId, scoring::NodeMetrics>,
     /// Nodes cooling down after blame or repeated timeouts.
@@ -351,6 +388,8 @@ pub struct NodeStats {
     pub dkg_sessions: u64,
     /// Signing sessions started here (as signer or coordinator).
     pub sign_sessions: u64,
+    /// Reshare sessions started here (as dealer or new member).
+    pub reshare_sessions: u64,
     /// Peer messages refused.
     pub refused: u64,
     /// Highest number of DKG tasks running at once, as seen by this node's registry.
@@ -469,6 +508,10 @@ impl Node {
             sign_jobs: BTreeMap::new(),
             sign_queue: VecDeque::new(),
             next_run: 1,
+            reshare_reports: BTreeMap::new(),
+            reshare_tests: BTreeMap::new(),
+            testing: BTreeSet::new(),
+            rotation: RotationSchedule::new(DEFAULT_RETRY_AFTER),
             metrics: BTreeMap::new(),
             exclusions: select::Exclusions::new(select::ExclusionConfig::default()),
             stats: NodeStats::default(),
@@ -530,6 +573,11 @@ impl Node {
         }
         for w in self.waiters.values() {
             t = t.min(w.deadline);
+        }
+        if self.is_leader() {
+            if let Some(due) = self.rotation.poll_timeout() {
+                t = t.min(due);
+            }
         }
         t
     }
@@ -745,8 +793,10 @@ impl Node {
             match Replicated::decode(e.get_data()) {
                 Ok(cmd) => {
                     let applied = self.registry.apply(&cmd);
-                    self.stats.max_running_dkg =
-                        self.stats.max_running_dkg.max(self.registry.running());
+                    self.stats.max_running_dkg = self
+                        .stats
+                        .max_running_dkg
+                        .max(self.registry.running_of(false));
                     self.on_applied(&cmd, applied);
                 }
                 Err(err) => self.event(Event::BadLogEntry {
@@ -758,6 +808,7 @@ impl Node {
     }
 
     fn on_applied(&mut self, cmd: &Replicated, applied: Applied) {
+        let changed = applied != Applied::Nothing;
         match applied {
             Applied::Nothing => {}
             Applied::Queued(_) | Applied::Requeued { .. } => {
@@ -766,34 +817,108 @@ impl Node {
                 }
                 self.schedule_dkg();
             }
-            Applied::Started { task, attempt } => self.start_dkg_session(task, attempt),
+            Applied::Started { task, attempt } => {
+                let reshare = self
+                    .registry
+                    .tasks
+                    .get(&task)
+                    .is_some_and(|t| matches!(t.kind, TaskKind::Reshare { .. }));
+                if reshare {
+                    self.start_reshare_session(task, attempt);
+                } else {
+                    self.start_dkg_session(task, attempt);
+                }
+            }
             Applied::Finished(task) => {
-                if let Replicated::Complete { attempt, .. } | Replicated::Fail { attempt, .. } = cmd
+                if let Replicated::Complete { attempt, .. }
+                | Replicated::CompleteReshare { attempt, .. }
+                | Replicated::Fail { attempt, .. } = cmd
                 {
                     self.end_attempt(task, *attempt);
+                }
+                if let Replicated::CompleteReshare { version, .. } = cmd {
+                    self.erase_superseded(task, *version);
                 }
                 self.finish_task(task);
                 self.schedule_dkg();
             }
         }
+        if let Some(key) = self.command_key(cmd).filter(|_| changed) {
+            self.sync_rotation(&key, cmd);
+        }
+    }
+
+    /// The key a command concerns.
+    fn command_key(&self, cmd: &Replicated) -> Option<KeyId> {
+        match cmd {
+            Replicated::Submit { spec, .. } => Some(spec.key.clone()),
+            Replicated::SubmitReshare { key, .. } => Some(key.clone()),
+            Replicated::Begin { task, .. }
+            | Replicated::Complete { task, .. }
+            | Replicated::CompleteReshare { task, .. }
+            | Replicated::Fail { task, .. } => {
+                self.registry.tasks.get(task).map(|t| t.spec.key.clone())
+            }
+        }
+    }
+
+    /// After `version` of a key became active: the previous version's share is erased here (a
+    /// dealer that is not a new member then holds nothing). The share is useless to the cluster
+    /// from now on, and keeping it would keep an old sharing alive for an attacker.
+    fn erase_superseded(&mut self, task: u64, version: KeyVersion) {
+        let Some(t) = self.registry.tasks.get(&task) else {
+            return;
+        };
+        let TaskKind::Reshare { from_version } = t.kind else {
+            return;
+        };
+        if t.kind.produces() != version {
+            return;
+        }
+        let old = (t.spec.key.clone(), from_version);
+        if self.shares.remove(&old).is_none() && !self.share_origin.contains_key(&old) {
+            return;
+        }
+        self.share_origin.remove(&old);
+        let token = self.token();
+        self.held.insert(token.0, Held::default());
+        self.outputs.push_back(Output::Persist(PersistBatch {
+            token,
+            ops: vec![
+                PersistOp::EraseShare {
+                    key: old.0.clone(),
+                    version: old.1,
+                },
+                PersistOp::DeleteRecord {
+                    table: SHARE_ORIGIN_TABLE.into(),
+                    key: encode_share_key(&old.0, old.1),
+                },
+            ],
+        }));
     }
 
     /// Drops what belonged to an attempt that ended; erases a share a failed attempt produced.
     fn end_attempt(&mut self, task: u64, attempt: u32) {
-        let key = SessionKey {
-            kind: SessionKind::Dkg,
-            task,
-            attempt,
-        };
-        self.sessions.remove(&key);
-        self.early_count -= self.early.remove(&key).map_or(0, |v| v.len());
+        for kind in [SessionKind::Dkg, SessionKind::Reshare] {
+            let key = SessionKey {
+                kind,
+                task,
+                attempt,
+            };
+            self.sessions.remove(&key);
+            self.early_count -= self.early.remove(&key).map_or(0, |v| v.len());
+        }
         self.my_reports.remove(&(task, attempt));
         self.reports.remove(&(task, attempt));
+        self.reshare_reports.remove(&(task, attempt));
+        self.testing.remove(&(task, attempt));
+        self.reshare_tests
+            .retain(|_, t| (t.task, t.attempt) != (task, attempt));
         let Some(t) = self.registry.tasks.get(&task) else {
             return;
         };
         let completed = t.state == TaskState::Completed;
-        let share_key = (t.spec.key.clone(), KeyVersion(1));
+        let share_key = (t.spec.key.clone(), t.kind.produces());
         if !completed && self.share_origin.get(&share_key) == Some(&(task, attempt)) {
             self.shares.remove(&share_key);
             self.share_origin.remove(&share_key);
@@ -821,10 +946,10 @@ impl Node {
         };
         let result = self.task_result(task);
         let request_id = t.request_id.clone();
-        if let (TaskState::Completed, Some(k)) = (&t.state, self.registry.keys.get(&t.spec.key)) {
+        if t.state == TaskState::Completed {
             let e = Event::KeyRegistered {
                 key: t.spec.key.clone(),
-                version: k.version,
+                version: t.kind.produces(),
             };
             self.event(e);
         }
@@ -842,6 +967,14 @@ impl Node {
             TaskState::Completed => {
                 let k = self.registry.keys.get(&t.spec.key)?;
                 let public_key = sessions::group_public_key(k.scheme, &k.public_key_package)?;
+                if let TaskKind::Reshare { .. } = t.kind {
+                    // The version this task produced, even if later refreshes superseded it.
+                    return Some(Ok(Response::Reshared {
+                        key: t.spec.key.clone(),
+                        version: t.kind.produces(),
+                        public_key,
+                    }));
+                }
                 Some(Ok(Response::KeyCreated {
                     key: t.spec.key.clone(),
                     scheme: k.scheme,
@@ -849,16 +982,18 @@ impl Node {
                     public_key,
                 }))
             }
-            TaskState::Failed { reason, culprits } => {
-                Some(Err(if reason.contains("already exists") {
+            TaskState::Failed { reason, culprits } => Some(Err(
+                if reason.contains("already exists") && t.kind == TaskKind::Dkg {
                     RequestError::KeyExists(t.spec.key.clone())
+                } else if reason.starts_with("no such key") && t.kind != TaskKind::Dkg {
+                    RequestError::NoSuchKey(t.spec.key.clone())
                 } else {
                     RequestError::Failed {
                         reason: reason.clone(),
                         culprits: culprits.clone(),
                     }
-                }))
-            }
+                },
+            )),
             _ => None,
         }
     }
@@ -873,6 +1008,10 @@ impl Node {
         // Signing runs coordinated by a former leader are abandoned; their origins re-forward.
         self.sign_jobs.clear();
         self.sign_queue.clear();
+        // So are activation tests: the new leader runs its own once the reports reach it.
+        self.reshare_tests.clear();
+        self.testing.clear();
+        self.rebuild_rotation();
         if self.is_leader() {
             self.schedule_dkg();
         }
@@ -900,32 +1039,60 @@ impl Node {
         }
     }
 
+    /// Starts queued tasks, DKGs and reshares each under their own concurrency limit.
     fn schedule_dkg(&mut self) {
         if !self.is_leader() {
             return;
         }
-        let running = self.registry.running()
+        self.schedule_kind(false);
+        self.schedule_kind(true);
+    }
+
+    fn schedule_kind(&mut self, reshare: bool) {
+        let is_kind = |k: &TaskKind| matches!(k, TaskKind::Reshare { .. }) == reshare;
+        let running = self.registry.running_of(reshare)
             + self
                 .begin_proposed
                 .iter()
                 .filter(|(t, a)| {
-                    self.registry
-                        .tasks
-                        .get(t)
-                        .is_some_and(|r| r.state == TaskState::Queued && r.attempt + 1 == *a)
+                    self.registry.tasks.get(t).is_some_and(|r| {
+                        r.state == TaskState::Queued && r.attempt + 1 == *a && is_kind(&r.kind)
+                    })
                 })
                 .count();
-        let mut slots = self.cfg.limits.dkg.saturating_sub(running);
-        let queued: Vec<(u64, u32, DkgSpec, BTreeSet<ParticipantId>)> = self
+        let limit = if reshare {
+            self.cfg.limits.reshare
+        } else {
+            self.cfg.limits.dkg
+        };
+        let mut slots = limit.saturating_sub(running);
+        let queued: Vec<(u64, u32, DkgSpec, BTreeSet<ParticipantId>, TaskKind)> = self
             .registry
             .queued()
-            .map(|(id, t)| (id, t.attempt + 1, t.spec.clone(), t.excluded.clone()))
+            .filter(|(_, t)| is_kind(&t.kind))
+            .map(|(id, t)| {
+                (
+                    id,
+                    t.attempt + 1,
+                    t.spec.clone(),
+                    t.excluded.clone(),
+                    t.kind,
+                )
+            })
             .collect();
-        for (task, attempt, spec, excluded) in queued {
+        for (task, attempt, spec, excluded, kind) in queued {
             if slots == 0 {
                 break;
             }
             if self.begin_proposed.contains(&(task, attempt)) {
+                continue;
+            }
+            if let TaskKind::Reshare { .. } = kind {
+                let cmd = self.reshare_begin(task, attempt, &spec, &excluded);
+                if self.propose(&cmd) {
+                    self.begin_proposed.insert((task, attempt));
+                    slots -= 1;
+                }
                 continue;
             }
             let base: BTreeSet<ParticipantId> = if spec.participants.is_empty() {
@@ -938,7 +1105,7 @@ impl Node {
             let cmd = if participants.len() < usize::from(spec.threshold.max(2)) {
                 Replicated::Fail {
                     task,
-                    attempt: attempt - 1,
+                    attempt,
                     culprits: excluded.clone(),
                     reason: format!(
                         "only {} eligible participants for threshold {}",
@@ -956,6 +1123,524 @@ impl Node {
             if self.propose(&cmd) {
                 self.begin_proposed.insert((task, attempt));
                 slots -= 1;
+            }
+        }
+    }
+
+    /// The leader's `Begin` (or `Fail`) for a reshare attempt. Dealers: the current holders not
+    /// blamed in an earlier attempt, at least the old threshold. The new members are fixed by
+    /// the request: a blamed new member cannot be dropped without changing what the client
+    /// asked for, so the task fails instead.
+    fn reshare_begin(
+        &self,
+        task: u64,
+        attempt: u32,
+        spec: &DkgSpec,
+        excluded: &BTreeSet<ParticipantId>,
+    ) -> Replicated {
+        let fail = |reason: String| Replicated::Fail {
+            task,
+            attempt,
+            culprits: excluded.clone(),
+            reason,
+        };
+        let Some(record) = self.registry.keys.get(&spec.key) else {
+            return fail(format!("no such key {}", spec.key));
+        };
+        let blamed: BTreeSet<ParticipantId> =
+            spec.participants.intersection(excluded).copied().collect();
+        if !blamed.is_empty() {
+            return fail(format!(
+                "new members {blamed:?} were blamed in an earlier attempt"
+            ));
+        }
+        let dealers: BTreeSet<ParticipantId> =
+            record.participants.difference(excluded).copied().collect();
+        if dealers.len() < usize::from(record.threshold) {
+            return fail(format!(
+                "only {} eligible dealers for threshold {}",
+                dealers.len(),
+                record.threshold
+            ));
+        }
+        Replicated::Begin {
+            task,
+            attempt,
+            participants: dealers,
+        }
+    }
+
+    fn start_reshare_session(&mut self, task: u64, attempt: u32) {
+        let Some(t) = self.registry.tasks.get(&task) else {
+            return;
+        };
+        let (TaskState::Running { participants }, TaskKind::Reshare { from_version }) =
+            (&t.state, t.kind)
+        else {
+            return;
+        };
+        let me = self.cfg.id;
+        if !participants.contains(&me) && !t.spec.participants.contains(&me) {
+            return;
+        }
+        let Some(record) = self.registry.keys.get(&t.spec.key) else {
+            return;
+        };
+        let key = SessionKey {
+            kind: SessionKind::Reshare,
+            task,
+            attempt,
+        };
+        let config = ReshareConfig {
+            me,
+            from_version,
+            dealers: participants.clone(),
+            new_members: t.spec.participants.clone(),
+            new_threshold: t.spec.threshold,
+            round_timeout: self.cfg.round_timeout,
+        };
+        let old_share = participants
+            .contains(&me)
+            .then(|| self.shares.get(&(t.spec.key.clone(), from_version)))
+            .flatten();
+        let seed = self.seed.child(b"reshare", &session_context(&key));
+        match sessions::start_reshare(
+            record.scheme,
+            config,
+            old_share,
+            &record.public_key_package,
+            &seed,
+            self.now,
+        ) {
+            Ok(session) => {
+                self.stats.reshare_sessions += 1;
+                self.sessions.insert(key, Live { session });
+                self.drain_session(key);
+                self.replay_early(key);
+            }
+            Err(e) => {
+                let failure = Failure {
+                    kind: FailureKind::Library(format!("{e:?}")),
+                    culprits: BTreeSet::new(),
+                };
+                self.report_reshare(task, attempt, Err((format!("{e:?}"), BTreeSet::new())));
+                self.event(Event::SessionFailed {
+                    session: key,
+                    failure,
+                });
+            }
+        }
+    }
+
+    fn report_reshare(&mut self, task: u64, attempt: u32, result: ReshareOutcome) {
+        let msg = NodeMessage::ReshareReport {
+            task,
+            attempt,
+            result,
+        };
+        self.my_reports.insert((task, attempt), msg.clone());
+        if let Some(leader) = self.leader {
+            if leader == self.cfg.id {
+                self.on_node_message(leader, msg);
+            } else {
+                self.send(leader, &msg);
+            }
+        }
+    }
+
+    fn on_reshare_done(&mut self, key: SessionKey, result: Result<Option<ReshareShare>, Failure>) {
+        let (task, attempt) = (key.task, key.attempt);
+        match result {
+            Ok(Some(out)) => {
+                let Some(t) = self.registry.tasks.get(&task) else {
+                    return;
+                };
+                if out.version != t.kind.produces() {
+                    return self.report_reshare(
+                        task,
+                        attempt,
+                        Err((
+                            "reshare produced an unexpected version".into(),
+                            BTreeSet::new(),
+                        )),
+                    );
+                }
+                // v+1 is stored beside v; v stays the signing version until the cluster
+                // activates v+1 (CompleteReshare).
+                let share_key = (t.spec.key.clone(), out.version);
+                let token = self.token();
+                let ops = vec![
+                    PersistOp::PutShare {
+                        key: share_key.0.clone(),
+                        version: share_key.1,
+                        share: out.share.clone(),
+                    },
+                    PersistOp::PutRecord {
+                        table: SHARE_ORIGIN_TABLE.into(),
+                        key: encode_share_key(&share_key.0, share_key.1),
+                        value: RecordValue::Public(encode_origin(task, attempt)),
+                    },
+                ];
+                self.shares.insert(share_key.clone(), out.share);
+                self.share_origin.insert(share_key, (task, attempt));
+                // The success report leaves only once the share is durable.
+                let msg = NodeMessage::ReshareReport {
+                    task,
+                    attempt,
+                    result: Ok((out.confirmation_digest, out.public_key_package)),
+                };
+                self.my_reports.insert((task, attempt), msg.clone());
+                let mut held = Held::default();
+                if let Some(leader) = self.leader {
+                    held.transmits.push((leader, msg.encode()));
+                }
+                self.held.insert(token.0, held);
+                self.outputs
+                    .push_back(Output::Persist(PersistBatch { token, ops }));
+            }
+            // A dealer that is not a new member: nothing to store or report; it keeps v until
+            // the activation erases it.
+            Ok(None) => {}
+            Err(failure) => {
+                self.event(Event::SessionFailed {
+                    session: key,
+                    failure: failure.clone(),
+                });
+                let reason = format!("{:?}", failure.kind);
+                self.report_reshare(task, attempt, Err((reason, failure.culprits)));
+            }
+        }
+    }
+
+    /// Leader: collects reshare reports. A failure fails the attempt; once every new member
+    /// reported the same digest and package (and the package keeps the group key), a test
+    /// signature with the staged version decides activation.
+    fn on_reshare_report(
+        &mut self,
+        from: ParticipantId,
+        task: u64,
+        attempt: u32,
+        result: ReshareOutcome,
+    ) {
+        if !self.is_leader()
+            || self.end_proposed.contains(&(task, attempt))
+            || self.testing.contains(&(task, attempt))
+        {
+            return;
+        }
+        let Some(t) = self.registry.tasks.get(&task) else {
+            return;
+        };
+        let TaskState::Running { participants } = &t.state else {
+            return;
+        };
+        let new_members = t.spec.participants.clone();
+        let allowed = match &result {
+            Ok(_) => new_members.contains(&from),
+            Err(_) => new_members.contains(&from) || participants.contains(&from),
+        };
+        if t.attempt != attempt || !allowed || t.kind == TaskKind::Dkg {
+            return;
+        }
+        let Some(record) = self.registry.keys.get(&t.spec.key) else {
+            return;
+        };
+        let (scheme, old_pkp, key) = (
+            record.scheme,
+            record.public_key_package.clone(),
+            t.spec.key.clone(),
+        );
+        let reports = self.reshare_reports.entry((task, attempt)).or_default();
+        reports.insert(from, result);
+        let failed: Vec<(String, BTreeSet<ParticipantId>)> =
+            reports.values().filter_map(|r| r.clone().err()).collect();
+        let fail = |reason: String, culprits: BTreeSet<ParticipantId>| Replicated::Fail {
+            task,
+            attempt,
+            culprits,
+            reason,
+        };
+        let cmd = if let Some((reason, _)) = failed.first() {
+            let culprits = failed.iter().flat_map(|(_, c)| c.iter().copied()).collect();
+            fail(reason.clone(), culprits)
+        } else if new_members.iter().all(|m| reports.contains_key(m)) {
+            let agreed: BTreeSet<&([u8; 32], Vec<u8>)> =
+                reports.values().filter_map(|r| r.as_ref().ok()).collect();
+            match agreed.into_iter().collect::<Vec<_>>().as_slice() {
+                [(_, pkp)] => {
+                    let same_key = sessions::group_public_key(scheme, pkp).is_some()
+                        && sessions::group_public_key(scheme, pkp)
+                            == sessions::group_public_key(scheme, &old_pkp);
+                    if !same_key {
+                        fail(
+                            "the reshared package changes the group public key".into(),
+                            BTreeSet::new(),
+                        )
+                    } else {
+                        let pkp = pkp.clone();
+                        return self.start_reshare_test(task, attempt, key, pkp);
+                    }
+                }
+                _ => fail(
+                    "new members reported different confirmation digests or packages".into(),
+                    BTreeSet::new(),
+                ),
+            }
+        } else {
+            return;
+        };
+        if self.propose(&cmd) {
+            self.end_proposed.insert((task, attempt));
+        }
+    }
+
+    /// Leader: signs `reshare::versions::test_message(key, v+1)` with `t'` new members' staged
+    /// shares. Activation waits for this: the reports prove the shares are stored, the
+    /// signature proves they work together under the unchanged group key.
+    fn start_reshare_test(&mut self, task: u64, attempt: u32, key: KeyId, pkp: Vec<u8>) {
+        let Some(t) = self.registry.tasks.get(&task) else {
+            return;
+        };
+        let (scheme, version, threshold) = (t.spec.scheme, t.kind.produces(), t.spec.threshold);
+        let members = t.spec.participants.clone();
+        let fail = |reason: String, culprits| Replicated::Fail {
+            task,
+            attempt,
+            culprits,
+            reason,
+        };
+        let weights = select::health_weights(&members, &self.metrics, self.now);
+        let signers = match select::select(
+            &weights,
+            usize::from(threshold),
+            &self.exclusions,
+            self.now,
+            &mut self.rng,
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                let cmd = fail(
+                    format!("no signers for the test signature: {e}"),
+                    BTreeSet::new(),
+                );
+                if self.propose(&cmd) {
+                    self.end_proposed.insert((task, attempt));
+                }
+                return;
+            }
+        };
+        self.testing.insert((task, attempt));
+        let run = (self.raw.raft.term << 32) | self.next_run;
+        self.next_run += 1;
+        let session = SessionKey {
+            kind: SessionKind::Sign,
+            task: run,
+            attempt: 1,
+        };
+        let messages = vec![crate::reshare::versions::test_message(&key, version)];
+        let config = SignConfig {
+            me: self.cfg.id,
+            coordinator: self.cfg.id,
+            signers: signers.clone(),
+            messages: messages.clone(),
+            round_timeout: self.cfg.round_timeout,
+        };
+        let my_share = signers
+            .contains(&self.cfg.id)
+            .then(|| self.shares.get(&(key.clone(), version)).cloned())
+            .flatten();
+        let seed = self.seed.child(b"sign", &session_context(&session));
+        match sessions::start_sign(
+            scheme,
+            config,
+            my_share.as_ref(),
+            Some(&pkp),
+            &seed,
+            self.now,
+        ) {
+            Ok(s) => {
+                self.stats.sign_sessions += 1;
+                let me = self.cfg.id;
+                for to in signers.iter().copied().filter(|p| *p != me) {
+                    let msg = NodeMessage::SignStart {
+                        session,
+                        key: key.clone(),
+                        version,
+                        signers: signers.clone(),
+                        messages: messages.clone(),
+                    };
+                    self.send(to, &msg);
+                }
+                self.reshare_tests.insert(
+                    run,
+                    ReshareTest {
+                        task,
+                        attempt,
+                        public_key_package: pkp,
+                        signers,
+                        started: self.now,
+                    },
+                );
+                self.sessions.insert(session, Live { session: s });
+                self.drain_session(session);
+            }
+            Err(e) => {
+                let cmd = fail(
+                    format!("could not start the test signature: {e:?}"),
+                    BTreeSet::new(),
+                );
+                if self.propose(&cmd) {
+                    self.end_proposed.insert((task, attempt));
+                }
+            }
+        }
+    }
+
+    /// Leader: the activation test signature ended. FROST aggregation verifies the aggregate
+    /// signature against the package's group key, so success is the proof.
+    fn on_reshare_test_done(
+        &mut self,
+        test: ReshareTest,
+        result: Result<Option<Vec<Vec<u8>>>, Failure>,
+    ) {
+        let (task, attempt) = (test.task, test.attempt);
+        self.testing.remove(&(task, attempt));
+        if self.end_proposed.contains(&(task, attempt)) {
+            return;
+        }
+        self.record_outcomes(&test.signers, test.started, result.as_ref().err());
+        let Some(t) = self.registry.tasks.get(&task) else {
+            return;
+        };
+        if t.attempt != attempt || !matches!(t.state, TaskState::Running { .. }) {
+            return;
+        }
+        let version = t.kind.produces();
+        let cmd = match result {
+            Ok(Some(_)) => Replicated::CompleteReshare {
+                task,
+                attempt,
+                public_key_package: test.public_key_package,
+                version,
+                at_ms: self.now.as_millis(),
+            },
+            Ok(None) => return,
+            Err(failure) => Replicated::Fail {
+                task,
+                attempt,
+                culprits: failure.culprits,
+                reason: format!("activation test signature failed: {:?}", failure.kind),
+            },
+        };
+        if self.propose(&cmd) {
+            self.end_proposed.insert((task, attempt));
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Leader: rotation
+    // ---------------------------------------------------------------------------------------
+
+    /// Rebuilds the rotation schedule from the registry (on every leader change; followers keep
+    /// it empty). A key never reshared counts from the moment this node took over: a new
+    /// leader delays its first refresh rather than starting a burst.
+    fn rebuild_rotation(&mut self) {
+        self.rotation = RotationSchedule::new(DEFAULT_RETRY_AFTER);
+        if !self.is_leader() {
+            return;
+        }
+        let keys: Vec<KeyId> = self.registry.keys.keys().cloned().collect();
+        for key in keys {
+            self.refresh_schedule(&key, None);
+        }
+    }
+
+    fn refresh_schedule(&mut self, key: &KeyId, failed_at: Option<Instant>) {
+        let Some(record) = self.registry.keys.get(key) else {
+            self.rotation.remove(key);
+            return;
+        };
+        let prev = self.rotation.get(key).cloned();
+        let last_rotated = if record.last_rotated_ms > 0 {
+            Instant::from_millis(record.last_rotated_ms)
+        } else {
+            prev.as_ref().map_or(self.now, |p| p.last_rotated)
+        };
+        let same_version = prev.as_ref().is_some_and(|p| p.version == record.version);
+        let busy = self.registry.unfinished_task(key).is_some();
+        let rotation = KeyRotation {
+            interval: Duration::from_millis(record.rotation_interval_ms),
+            last_rotated,
+            version: record.version,
+            // A refresh proposed but not yet committed is still in flight.
+            in_flight: busy
+                || (failed_at.is_none()
+                    && same_version
+                    && prev.as_ref().is_some_and(|p| p.in_flight)),
+            last_failure: failed_at.or(prev.filter(|_| same_version).and_then(|p| p.last_failure)),
+        };
+        self.rotation.insert(key.clone(), rotation);
+    }
+
+    fn sync_rotation(&mut self, key: &KeyId, cmd: &Replicated) {
+        if !self.is_leader() {
+            return;
+        }
+        let task = match cmd {
+            Replicated::Fail { task, .. } => Some(*task),
+            Replicated::SubmitReshare { request_id, .. } => {
+                self.registry.requests.get(request_id).copied()
+            }
+            _ => None,
+        };
+        let failed = task
+            .and_then(|t| self.registry.tasks.get(&t))
+            .is_some_and(|t| {
+                matches!(t.state, TaskState::Failed { .. })
+                    && matches!(t.kind, TaskKind::Reshare { .. })
+            });
+        let now = self.now;
+        self.refresh_schedule(key, failed.then_some(now));
+    }
+
+    /// Leader: submits a refresh for every key the schedule says is due. The request id is
+    /// derived from the key and version, so a re-proposal (or a new leader proposing the same
+    /// refresh) is deduplicated by the registry; a refresh of that version that failed gets the
+    /// next free suffix.
+    fn poll_rotation(&mut self) {
+        if !self.is_leader() {
+            return;
+        }
+        for RotationCommand::StartRefresh { key, from_version } in self.rotation.poll(self.now) {
+            let base = format!("rotate:{key}:{}", from_version.0);
+            let mut request_id = base.clone();
+            let mut n = 1u32;
+            let mut blocked = false;
+            while let Some(task) = self.registry.requests.get(&request_id) {
+                match self.registry.tasks.get(task).map(|t| &t.state) {
+                    Some(TaskState::Failed { .. }) => {
+                        n += 1;
+                        request_id = format!("{base}:{n}");
+                    }
+                    _ => {
+                        blocked = true;
+                        break;
+                    }
+                }
+            }
+            if blocked || self.registry.unfinished_task(&key).is_some() {
+                continue;
+            }
+            let cmd = Replicated::SubmitReshare {
+                request_id,
+                origin: self.cfg.id,
+                key: key.clone(),
+                new_threshold: None,
+                new_members: None,
+            };
+            if !self.propose(&cmd) {
+                let now = self.now;
+                self.refresh_schedule(&key, Some(now));
             }
         }
     }
@@ -1040,7 +1725,8 @@ impl Node {
         let TaskState::Running { participants } = &t.state else {
             return;
         };
-        if t.attempt != attempt || !participants.contains(&from) {
+        // A DKG report about a reshare task is refused: its success rule is not the reshare's.
+        if t.attempt != attempt || !participants.contains(&from) || t.kind != TaskKind::Dkg {
             return;
         }
         let participants = participants.clone();
@@ -1109,7 +1795,7 @@ impl Node {
             None => {
                 // A DKG may start here a little after it started elsewhere: keep its messages
                 // (bounded), but only for attempts that can still start.
-                let plausible = key.kind == SessionKind::Dkg
+                let plausible = matches!(key.kind, SessionKind::Dkg | SessionKind::Reshare)
                     && self.registry.tasks.get(&key.task).is_none_or(|t| {
                         key.attempt > t.attempt || matches!(t.state, TaskState::Queued)
                     });
@@ -1159,6 +1845,11 @@ impl Node {
                 ErasedOutput::SignDone(result) => {
                     self.sessions.remove(&key);
                     self.on_sign_done(key, result);
+                    return;
+                }
+                ErasedOutput::ReshareDone(result) => {
+                    self.sessions.remove(&key);
+                    self.on_reshare_done(key, result);
                     return;
                 }
             }
@@ -1250,6 +1941,7 @@ impl Node {
                 result: Err(RequestError::TimedOut),
             });
         }
+        self.poll_rotation();
     }
 
     // ---------------------------------------------------------------------------------------
@@ -1317,6 +2009,11 @@ impl Node {
                 attempt,
                 result,
             } => self.on_dkg_report(from, task, attempt, result),
+            NodeMessage::ReshareReport {
+                task,
+                attempt,
+                result,
+            } => self.on_reshare_report(from, task, attempt, result),
         }
     }
 
@@ -1342,7 +2039,7 @@ impl Node {
         }
         // Answered before? The same answer again, nothing runs twice.
         let known = match &request {
-            Request::CreateKey { .. } => self
+            Request::CreateKey { .. } | Request::Reshare { .. } => self
                 .registry
                 .requests
                 .get(&request_id)
@@ -1477,6 +2174,63 @@ impl Node {
                         threshold,
                         participants: chosen,
                     },
+                };
+                if !self.propose(&cmd) {
+                    self.reply(origin, request_id, Err(RequestError::TimedOut));
+                }
+            }
+            Request::Reshare {
+                key,
+                new_threshold,
+                new_members,
+            } => {
+                if let Some(result) = self
+                    .registry
+                    .requests
+                    .get(&request_id)
+                    .and_then(|t| self.task_result(*t))
+                {
+                    return self.reply(origin, request_id, result);
+                }
+                if self.registry.requests.contains_key(&request_id) {
+                    return; // running; every node answers its own waiters when it finishes
+                }
+                // Checked here for a fast, specific answer; the registry checks again on apply
+                // (the key may change between now and then).
+                let Some(record) = self.registry.keys.get(&key) else {
+                    return self.reply(origin, request_id, Err(RequestError::NoSuchKey(key)));
+                };
+                let members: BTreeSet<ParticipantId> =
+                    self.registry.members.keys().copied().collect();
+                let n = new_members
+                    .as_ref()
+                    .map_or(record.participants.len(), |m| m.len());
+                let t = new_threshold.unwrap_or(record.threshold);
+                if new_members.as_ref().is_some_and(|m| !m.is_subset(&members)) {
+                    return self.reply(
+                        origin,
+                        request_id,
+                        Err(RequestError::BadRequest(
+                            "a new member is not a cluster member".into(),
+                        )),
+                    );
+                }
+                if usize::from(t) > n {
+                    return self.reply(
+                        origin,
+                        request_id,
+                        Err(RequestError::NotEnoughParticipants {
+                            needed: t,
+                            available: n as u16,
+                        }),
+                    );
+                }
+                let cmd = Replicated::SubmitReshare {
+                    request_id: request_id.clone(),
+                    origin,
+                    key,
+                    new_threshold,
+                    new_members,
                 };
                 if !self.propose(&cmd) {
                     self.reply(origin, request_id, Err(RequestError::TimedOut));
@@ -1631,10 +2385,22 @@ impl Node {
         let Some(record) = self.registry.keys.get(&key) else {
             return self.refuse(from, "signing start for an unknown key");
         };
-        if record.version != version
-            || !signers.is_subset(&record.participants)
-            || !signers.contains(&self.cfg.id)
-        {
+        // Either the active version, or the activation test of a staged version: the running
+        // reshare of this key produces `version`, the signers are its new members, and the only
+        // message is the domain-separated test message (a staged share signs nothing else).
+        let staged_test = self
+            .registry
+            .unfinished_task(&key)
+            .and_then(|t| self.registry.tasks.get(&t))
+            .is_some_and(|t| {
+                matches!(t.kind, TaskKind::Reshare { .. })
+                    && matches!(t.state, TaskState::Running { .. })
+                    && t.kind.produces() == version
+                    && signers.is_subset(&t.spec.participants)
+                    && messages == [crate::reshare::versions::test_message(&key, version)]
+            });
+        let active_ok = record.version == version && signers.is_subset(&record.participants);
+        if !(active_ok || staged_test) || !signers.contains(&self.cfg.id) {
             return self.refuse(from, "signing start with a wrong version or signer set");
         }
         let Some(share) = self.shares.get(&(key.clone(), version)).cloned() else {
@@ -1660,6 +2426,15 @@ impl Node {
     }
 
     fn on_sign_done(&mut self, key: SessionKey, result: Result<Option<Vec<Vec<u8>>>, Failure>) {
+        if let Some(test) = self.reshare_tests.remove(&key.task) {
+            if let Err(failure) = &result {
+                self.event(Event::SessionFailed {
+                    session: key,
+                    failure: failure.clone(),
+                });
+            }
+            return self.on_reshare_test_done(test, result);
+        }
         let Some(mut job) = self.sign_jobs.remove(&key.task) else {
             if let Err(failure) = result {
                 self.event(Event::SessionFailed {
@@ -1765,6 +2540,24 @@ fn validate_request(request_id: &str, request: &Request) -> Result<(), String> {
                     return Err(format!(
                         "threshold {threshold} exceeds the {} participants named",
                         p.len()
+                    ));
+                }
+            }
+        }
+        Request::Reshare {
+            new_threshold,
+            new_members,
+            ..
+        } => {
+            if let Some(t) = new_threshold.filter(|t| *t < 2) {
+                return Err(format!("threshold {t} is below 2"));
+            }
+            if let Some(m) = new_members {
+                if m.len() < usize::from(new_threshold.unwrap_or(2)) {
+                    return Err(format!(
+                        "{} new members cannot meet threshold {}",
+                        m.len(),
+                        new_threshold.unwrap_or(2)
                     ));
                 }
             }

@@ -43,6 +43,10 @@ pub struct KeyRecord {
     pub version: KeyVersion,
     /// Automatic refresh interval in milliseconds (0 = off).
     pub rotation_interval_ms: u64,
+    /// When the active version was produced by a reshare, in the proposing leader's virtual
+    /// milliseconds (0: never reshared). Replicated from the leader's proposal, never read
+    /// from a local clock on apply, so every node holds the same value.
+    pub last_rotated_ms: u64,
 }
 
 /// What a DKG task creates.
@@ -58,6 +62,30 @@ pub struct DkgSpec {
     pub participants: BTreeSet<ParticipantId>,
 }
 
+/// What a task does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskKind {
+    /// Create a key (version 1) with a DKG among `spec.participants`.
+    Dkg,
+    /// Reshare the key's version `from_version` to `from_version + 1`, held by
+    /// `spec.participants` with threshold `spec.threshold`. The dealers of an attempt are the
+    /// `Running` participants (chosen by the leader in `Begin`).
+    Reshare {
+        /// The version being reshared.
+        from_version: KeyVersion,
+    },
+}
+
+impl TaskKind {
+    /// The key version a successful attempt of this task stores.
+    pub fn produces(&self) -> KeyVersion {
+        match self {
+            TaskKind::Dkg => KeyVersion(1),
+            TaskKind::Reshare { from_version } => KeyVersion(from_version.0.saturating_add(1)),
+        }
+    }
+}
+
 /// Where a task is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TaskState {
@@ -65,7 +93,8 @@ pub enum TaskState {
     Queued,
     /// A session runs among `participants`.
     Running {
-        /// Who takes part in this attempt.
+        /// Who takes part in this attempt (a reshare: the dealers; the receivers are
+        /// `spec.participants`).
         participants: BTreeSet<ParticipantId>,
     },
     /// Finished; the key is registered.
@@ -86,8 +115,10 @@ pub struct TaskRecord {
     pub request_id: String,
     /// The node the client asked.
     pub origin: ParticipantId,
-    /// What to do.
+    /// What to do. For a reshare: the key, its scheme, and the new threshold and members.
     pub spec: DkgSpec,
+    /// DKG or reshare.
+    pub kind: TaskKind,
     /// Attempts started so far.
     pub attempt: u32,
     /// Nodes blamed in earlier attempts, left out of later ones.
@@ -125,6 +156,34 @@ pub enum Replicated {
         attempt: u32,
         /// The agreed public key package.
         public_key_package: Vec<u8>,
+    },
+    /// A client (or the leader's rotation schedule) asked to reshare a key. `None` keeps the
+    /// key's threshold or members as they are when the command applies.
+    SubmitReshare {
+        /// Idempotency key.
+        request_id: String,
+        /// Who asked.
+        origin: ParticipantId,
+        /// The key.
+        key: KeyId,
+        /// The new threshold.
+        new_threshold: Option<u16>,
+        /// The new members.
+        new_members: Option<BTreeSet<ParticipantId>>,
+    },
+    /// Every new member stored its share of `version` and reported the same public key package,
+    /// and a test signature with it verified: `version` becomes the active version.
+    CompleteReshare {
+        /// The task.
+        task: u64,
+        /// The attempt.
+        attempt: u32,
+        /// The agreed public key package of `version`.
+        public_key_package: Vec<u8>,
+        /// The new version (the task's `from_version + 1`).
+        version: KeyVersion,
+        /// The leader's clock when it proposed this (the key's rotation time).
+        at_ms: u64,
     },
     /// The attempt failed; retried without the culprits unless attempts are exhausted.
     Fail {
@@ -212,6 +271,28 @@ impl Registry {
             .count()
     }
 
+    /// How many tasks of one kind (DKG, or any reshare) are running.
+    pub fn running_of(&self, reshare: bool) -> usize {
+        self.tasks
+            .values()
+            .filter(|t| {
+                matches!(t.state, TaskState::Running { .. })
+                    && matches!(t.kind, TaskKind::Reshare { .. }) == reshare
+            })
+            .count()
+    }
+
+    /// The unfinished (queued or running) task of a key, if any. There is at most one.
+    pub fn unfinished_task(&self, key: &KeyId) -> Option<u64> {
+        self.tasks
+            .iter()
+            .find(|(_, t)| {
+                &t.spec.key == key
+                    && matches!(t.state, TaskState::Queued | TaskState::Running { .. })
+            })
+            .map(|(id, _)| *id)
+    }
+
     /// Whether a key id is taken (registered, or the target of an unfinished task).
     pub fn key_taken(&self, key: &KeyId) -> bool {
         self.keys.contains_key(key)
@@ -250,6 +331,7 @@ impl Registry {
                         request_id: request_id.clone(),
                         origin: *origin,
                         spec: spec.clone(),
+                        kind: TaskKind::Dkg,
                         attempt: 0,
                         excluded: BTreeSet::new(),
                         state,
@@ -272,6 +354,18 @@ impl Registry {
                 if t.state != TaskState::Queued || *attempt != t.attempt + 1 {
                     return Applied::Nothing;
                 }
+                if let TaskKind::Reshare { from_version } = t.kind {
+                    // Dealers must hold shares of the version being reshared, at least t of them.
+                    let Some(k) = self.keys.get(&t.spec.key) else {
+                        return Applied::Nothing;
+                    };
+                    if k.version != from_version
+                        || !participants.is_subset(&k.participants)
+                        || participants.len() < usize::from(k.threshold)
+                    {
+                        return Applied::Nothing;
+                    }
+                }
                 t.attempt = *attempt;
                 t.state = TaskState::Running {
                     participants: participants.clone(),
@@ -292,7 +386,7 @@ impl Registry {
                 let TaskState::Running { participants } = &t.state else {
                     return Applied::Nothing;
                 };
-                if *attempt != t.attempt {
+                if *attempt != t.attempt || t.kind != TaskKind::Dkg {
                     return Applied::Nothing;
                 }
                 let record = KeyRecord {
@@ -302,9 +396,108 @@ impl Registry {
                     public_key_package: public_key_package.clone(),
                     version: KeyVersion(1),
                     rotation_interval_ms: self.default_rotation_ms,
+                    last_rotated_ms: 0,
                 };
                 t.state = TaskState::Completed;
                 self.keys.insert(t.spec.key.clone(), record);
+                Applied::Finished(*task)
+            }
+            Replicated::SubmitReshare {
+                request_id,
+                origin,
+                key,
+                new_threshold,
+                new_members,
+            } => {
+                if self.requests.contains_key(request_id) {
+                    return Applied::Nothing;
+                }
+                let id = self.next_task;
+                self.next_task += 1;
+                self.requests.insert(request_id.clone(), id);
+                let record = self.keys.get(key);
+                let threshold = new_threshold.or(record.map(|k| k.threshold)).unwrap_or(0);
+                let members = new_members
+                    .clone()
+                    .or(record.map(|k| k.participants.clone()))
+                    .unwrap_or_default();
+                let refused = match record {
+                    None => Some(format!("no such key {key}")),
+                    Some(_) if self.unfinished_task(key).is_some() => {
+                        Some(format!("key {key} has an unfinished task"))
+                    }
+                    Some(_) if threshold < 2 || usize::from(threshold) > members.len() => Some(
+                        format!("threshold {threshold} for {} members", members.len()),
+                    ),
+                    Some(_) if members.iter().any(|m| !self.members.contains_key(m)) => {
+                        Some("a new member is not a cluster member".into())
+                    }
+                    Some(_) => None,
+                };
+                let (scheme, from_version) = record
+                    .map(|k| (k.scheme, k.version))
+                    .unwrap_or((Scheme::FrostEd25519, KeyVersion(0)));
+                let state = match &refused {
+                    Some(reason) => TaskState::Failed {
+                        reason: reason.clone(),
+                        culprits: BTreeSet::new(),
+                    },
+                    None => TaskState::Queued,
+                };
+                self.tasks.insert(
+                    id,
+                    TaskRecord {
+                        request_id: request_id.clone(),
+                        origin: *origin,
+                        spec: DkgSpec {
+                            key: key.clone(),
+                            scheme,
+                            threshold,
+                            participants: members,
+                        },
+                        kind: TaskKind::Reshare { from_version },
+                        attempt: 0,
+                        excluded: BTreeSet::new(),
+                        state,
+                    },
+                );
+                if refused.is_some() {
+                    Applied::Finished(id)
+                } else {
+                    Applied::Queued(id)
+                }
+            }
+            Replicated::CompleteReshare {
+                task,
+                attempt,
+                public_key_package,
+                version,
+                at_ms,
+            } => {
+                let Some(t) = self.tasks.get_mut(task) else {
+                    return Applied::Nothing;
+                };
+                let TaskKind::Reshare { from_version } = t.kind else {
+                    return Applied::Nothing;
+                };
+                if !matches!(t.state, TaskState::Running { .. })
+                    || *attempt != t.attempt
+                    || *version != t.kind.produces()
+                {
+                    return Applied::Nothing;
+                }
+                let Some(k) = self.keys.get_mut(&t.spec.key) else {
+                    return Applied::Nothing;
+                };
+                if k.version != from_version {
+                    return Applied::Nothing;
+                }
+                k.version = *version;
+                k.threshold = t.spec.threshold;
+                k.participants = t.spec.participants.clone();
+                k.public_key_package = public_key_package.clone();
+                k.last_rotated_ms = *at_ms;
+                t.state = TaskState::Completed;
                 Applied::Finished(*task)
             }
             Replicated::Fail {
@@ -317,6 +510,16 @@ impl Registry {
                 let Some(t) = self.tasks.get_mut(task) else {
                     return Applied::Nothing;
                 };
+                // A queued task is given up by failing the attempt that could not start (the
+                // leader found too few eligible participants): it is not retried.
+                if t.state == TaskState::Queued && *attempt == t.attempt + 1 {
+                    t.excluded.extend(culprits.iter().copied());
+                    t.state = TaskState::Failed {
+                        reason: format!("{reason} (after {} attempts)", t.attempt),
+                        culprits: culprits.clone(),
+                    };
+                    return Applied::Finished(*task);
+                }
                 if !matches!(t.state, TaskState::Running { .. }) || *attempt != t.attempt {
                     return Applied::Nothing;
                 }
@@ -390,6 +593,33 @@ impl Replicated {
             } => {
                 w.u8(3).u64(*task).u32(*attempt).bytes(public_key_package);
             }
+            Replicated::SubmitReshare {
+                request_id,
+                origin,
+                key,
+                new_threshold,
+                new_members,
+            } => {
+                w.u8(5).str(request_id).u16(origin.get()).str(key.as_str());
+                w.bool(new_threshold.is_some());
+                if let Some(t) = new_threshold {
+                    w.u16(*t);
+                }
+                w.bool(new_members.is_some());
+                if let Some(m) = new_members {
+                    write_ids(&mut w, m);
+                }
+            }
+            Replicated::CompleteReshare {
+                task,
+                attempt,
+                public_key_package,
+                version,
+                at_ms,
+            } => {
+                w.u8(6).u64(*task).u32(*attempt).bytes(public_key_package);
+                w.u32(version.0).u64(*at_ms);
+            }
             Replicated::Fail {
                 task,
                 attempt,
@@ -446,6 +676,30 @@ impl Replicated {
                 culprits: read_ids(&mut r)?,
                 reason: r.str("reason", 1024)?,
             },
+            5 => Replicated::SubmitReshare {
+                request_id: r.str("request id", MAX_REQUEST_ID)?,
+                origin: ParticipantId::new(r.u16("origin")?)
+                    .ok_or(DecodeError::Invalid("origin 0"))?,
+                key: KeyId::new(&r.str("key id", 64)?)
+                    .map_err(|_| DecodeError::Invalid("key id"))?,
+                new_threshold: if r.bool("has threshold")? {
+                    Some(r.u16("threshold")?)
+                } else {
+                    None
+                },
+                new_members: if r.bool("has members")? {
+                    Some(read_ids(&mut r)?)
+                } else {
+                    None
+                },
+            },
+            6 => Replicated::CompleteReshare {
+                task: r.u64("task")?,
+                attempt: r.u32("attempt")?,
+                public_key_package: r.bytes("public key package", MAX_PKP)?,
+                version: KeyVersion(r.u32("version")?),
+                at_ms: r.u64("at")?,
+            },
             tag => {
                 return Err(DecodeError::BadTag {
                     what: "command",
@@ -498,6 +752,27 @@ mod tests {
                 attempt: 2,
                 culprits: [pid(3)].into(),
                 reason: "timeout".into(),
+            },
+            Replicated::SubmitReshare {
+                request_id: "r2".into(),
+                origin: pid(1),
+                key: KeyId::new("k").unwrap(),
+                new_threshold: Some(3),
+                new_members: Some([pid(1), pid(2), pid(4)].into()),
+            },
+            Replicated::SubmitReshare {
+                request_id: "rotate:k:1".into(),
+                origin: pid(1),
+                key: KeyId::new("k").unwrap(),
+                new_threshold: None,
+                new_members: None,
+            },
+            Replicated::CompleteReshare {
+                task: 2,
+                attempt: 1,
+                public_key_package: vec![4, 5],
+                version: KeyVersion(2),
+                at_ms: 60_000,
             },
         ];
         for c in cmds {
@@ -565,6 +840,7 @@ mod tests {
         assert_eq!(r.apply(&stale), Applied::Nothing);
         assert_eq!(r.apply(&fail(2)), Applied::Finished(1));
         assert!(matches!(r.tasks[&1].state, TaskState::Failed { .. }));
+        assert_eq!(r.apply(&fail(2)), Applied::Nothing, "already failed");
         // The key id is free again after a failed task.
         let again = Replicated::Submit {
             request_id: "r2".into(),
@@ -579,5 +855,150 @@ mod tests {
             spec: spec("k"),
         };
         assert_eq!(r.apply(&third), Applied::Finished(3));
+    }
+
+    #[test]
+    fn a_queued_task_is_given_up_by_failing_the_attempt_that_could_not_start() {
+        let mut r = Registry::new([(pid(1), NodeRole::Tee)].into(), 3, 0);
+        let submit = Replicated::Submit {
+            request_id: "r1".into(),
+            origin: pid(1),
+            spec: spec("k"),
+        };
+        assert_eq!(r.apply(&submit), Applied::Queued(1));
+        let fail = |attempt| Replicated::Fail {
+            task: 1,
+            attempt,
+            culprits: [pid(3)].into(),
+            reason: "too few".into(),
+        };
+        assert_eq!(r.apply(&fail(0)), Applied::Nothing, "no attempt 0 to fail");
+        assert_eq!(r.apply(&fail(1)), Applied::Finished(1));
+        assert!(matches!(r.tasks[&1].state, TaskState::Failed { .. }));
+        assert_eq!(r.apply(&fail(1)), Applied::Nothing);
+    }
+}
+
+#[cfg(test)]
+mod reshare_tests {
+    use super::*;
+
+    fn pid(n: u16) -> ParticipantId {
+        ParticipantId::new(n).unwrap()
+    }
+
+    fn with_key() -> Registry {
+        let members = (1..=5).map(|i| (pid(i), NodeRole::Tee)).collect();
+        let mut r = Registry::new(members, 2, 0);
+        let spec = DkgSpec {
+            key: KeyId::new("k").unwrap(),
+            scheme: Scheme::FrostEd25519,
+            threshold: 2,
+            participants: [pid(1), pid(2), pid(3)].into(),
+        };
+        r.apply(&Replicated::Submit {
+            request_id: "c".into(),
+            origin: pid(1),
+            spec,
+        });
+        r.apply(&Replicated::Begin {
+            task: 1,
+            attempt: 1,
+            participants: [pid(1), pid(2), pid(3)].into(),
+        });
+        r.apply(&Replicated::Complete {
+            task: 1,
+            attempt: 1,
+            public_key_package: vec![1],
+        });
+        r
+    }
+
+    #[test]
+    fn a_reshare_activates_the_next_version_once() {
+        let mut r = with_key();
+        let key = KeyId::new("k").unwrap();
+        let submit = Replicated::SubmitReshare {
+            request_id: "r".into(),
+            origin: pid(2),
+            key: key.clone(),
+            new_threshold: Some(3),
+            new_members: Some((1..=5).map(pid).collect()),
+        };
+        assert_eq!(r.apply(&submit), Applied::Queued(2));
+        assert_eq!(r.apply(&submit), Applied::Nothing, "idempotent");
+        // One unfinished task per key: a second reshare fails at once.
+        let other = Replicated::SubmitReshare {
+            request_id: "r2".into(),
+            origin: pid(2),
+            key: key.clone(),
+            new_threshold: None,
+            new_members: None,
+        };
+        assert_eq!(r.apply(&other), Applied::Finished(3));
+        // Dealers must be old holders, at least t of them.
+        let bad_begin = Replicated::Begin {
+            task: 2,
+            attempt: 1,
+            participants: [pid(1), pid(4)].into(),
+        };
+        assert_eq!(r.apply(&bad_begin), Applied::Nothing);
+        let begin = Replicated::Begin {
+            task: 2,
+            attempt: 1,
+            participants: [pid(1), pid(2)].into(),
+        };
+        assert_eq!(
+            r.apply(&begin),
+            Applied::Started {
+                task: 2,
+                attempt: 1
+            }
+        );
+        // A DKG completion cannot complete a reshare task, nor a wrong version.
+        let dkg = Replicated::Complete {
+            task: 2,
+            attempt: 1,
+            public_key_package: vec![9],
+        };
+        assert_eq!(r.apply(&dkg), Applied::Nothing);
+        let complete = |version| Replicated::CompleteReshare {
+            task: 2,
+            attempt: 1,
+            public_key_package: vec![2],
+            version: KeyVersion(version),
+            at_ms: 7,
+        };
+        assert_eq!(r.apply(&complete(3)), Applied::Nothing);
+        assert_eq!(r.apply(&complete(2)), Applied::Finished(2));
+        assert_eq!(r.apply(&complete(2)), Applied::Nothing);
+        let k = &r.keys[&key];
+        assert_eq!(k.version, KeyVersion(2));
+        assert_eq!(k.threshold, 3);
+        assert_eq!(k.participants.len(), 5);
+        assert_eq!(k.public_key_package, vec![2]);
+        assert_eq!(k.last_rotated_ms, 7);
+    }
+
+    #[test]
+    fn a_reshare_of_a_missing_key_or_with_a_bad_threshold_fails_at_once() {
+        let mut r = with_key();
+        let missing = Replicated::SubmitReshare {
+            request_id: "a".into(),
+            origin: pid(1),
+            key: KeyId::new("nope").unwrap(),
+            new_threshold: None,
+            new_members: None,
+        };
+        assert_eq!(r.apply(&missing), Applied::Finished(2));
+        let bad = Replicated::SubmitReshare {
+            request_id: "b".into(),
+            origin: pid(1),
+            key: KeyId::new("k").unwrap(),
+            new_threshold: Some(4),
+            new_members: None,
+        };
+        assert_eq!(r.apply(&bad), Applied::Finished(3));
+        assert_eq!(r.keys[&KeyId::new("k").unwrap()].version, KeyVersion(1));
     }
 }

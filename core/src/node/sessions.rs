@@ -9,7 +9,8 @@ use crate::frost::{
     canonical, ConfigError, DkgConfig, FrostDkg, FrostSign, SignConfig, SignOutput,
 };
 use crate::ids::ParticipantId;
-use crate::persist::SecretBytes;
+use crate::persist::{KeyVersion, SecretBytes};
+use crate::reshare::{FrostReshare, ReshareConfig, ReshareOutput};
 use crate::rng::Seed;
 use crate::scheme::{FrostScheme, Scheme};
 use crate::session::{Failure, Payload, Rejection, Session, SessionInput, SessionOutput};
@@ -36,6 +37,22 @@ pub enum ErasedOutput {
     DkgDone(Result<(SecretBytes, Vec<u8>), Failure>),
     /// A signing session ended: `Some(signatures)` at the coordinator, `None` at a signer.
     SignDone(Result<Option<Vec<Vec<u8>>>, Failure>),
+    /// A reshare ended: `Some` at a new member (its share of the new version, secret; the
+    /// new public key package; the confirmation digest), `None` at a dealer that is not one.
+    ReshareDone(Result<Option<ReshareShare>, Failure>),
+}
+
+/// A new member's result of a reshare, encoded.
+#[derive(Debug)]
+pub struct ReshareShare {
+    /// The new version.
+    pub version: KeyVersion,
+    /// This member's key package of the new version (secret).
+    pub share: SecretBytes,
+    /// The new public key package.
+    pub public_key_package: Vec<u8>,
+    /// The digest every new member confirmed.
+    pub confirmation_digest: [u8; 32],
 }
 
 /// An object-safe session of any scheme.
@@ -97,6 +114,38 @@ impl<C: FrostScheme> ErasedSession for FrostSign<C> {
             }
             SessionOutput::Done(Ok(SignOutput::SharesSent)) => ErasedOutput::SignDone(Ok(None)),
             SessionOutput::Done(Err(f)) => ErasedOutput::SignDone(Err(f)),
+        })
+    }
+    fn deadline(&self) -> Option<Instant> {
+        self.poll_timeout().map(|(at, _)| at)
+    }
+}
+
+impl<C: FrostScheme> ErasedSession for FrostReshare<C> {
+    fn handle_input(&mut self, input: SessionInput<'_>) {
+        Session::handle_input(self, input)
+    }
+    fn poll_output(&mut self) -> Option<ErasedOutput> {
+        Some(match Session::poll_output(self)? {
+            SessionOutput::Send { to, payload } => ErasedOutput::Send { to, payload },
+            SessionOutput::Misbehaved { from, reason } => ErasedOutput::Misbehaved { from, reason },
+            SessionOutput::Done(Ok(ReshareOutput::Dealt { .. })) => {
+                ErasedOutput::ReshareDone(Ok(None))
+            }
+            SessionOutput::Done(Ok(ReshareOutput::Member(m))) => {
+                let kp = canonical::encode(&m.key_package);
+                let pkp = canonical::encode(&m.public_key_package);
+                ErasedOutput::ReshareDone(match (kp, pkp) {
+                    (Ok(kp), Ok(pkp)) => Ok(Some(ReshareShare {
+                        version: m.version,
+                        share: SecretBytes::new(kp),
+                        public_key_package: pkp,
+                        confirmation_digest: m.confirmation_digest,
+                    })),
+                    _ => Err(library_failure("could not encode the reshare result")),
+                })
+            }
+            SessionOutput::Done(Err(f)) => ErasedOutput::ReshareDone(Err(f)),
         })
     }
     fn deadline(&self) -> Option<Instant> {
@@ -204,6 +253,51 @@ pub fn group_public_key(scheme: Scheme, public_key_package: &[u8]) -> Option<Vec
         Scheme::FrostP256 => get::<frost_p256::P256Sha256>(public_key_package),
         Scheme::FrostSecp256k1Taproot => {
             get::<frost_secp256k1_tr::Secp256K1Sha256TR>(public_key_package)
+        }
+    }
+}
+
+/// Starts a reshare session of `scheme`. `old_key_package` is this node's share of the version
+/// being reshared (required of a dealer); `old_public_key_package` is that version's package.
+pub fn start_reshare(
+    scheme: Scheme,
+    config: ReshareConfig,
+    old_key_package: Option<&SecretBytes>,
+    old_public_key_package: &[u8],
+    seed: &Seed,
+    now: Instant,
+) -> Result<Box<dyn ErasedSession>, StartError> {
+    fn make<C: FrostScheme>(
+        config: ReshareConfig,
+        old_key_package: Option<&SecretBytes>,
+        old_public_key_package: &[u8],
+        seed: &Seed,
+        now: Instant,
+    ) -> Result<Box<dyn ErasedSession>, StartError> {
+        let kp = old_key_package
+            .map(|b| canonical::decode::<KeyPackage<C>>(b.expose(), None, "key package"))
+            .transpose()
+            .map_err(|_| StartError::BadKeyMaterial("stored key package does not decode"))?;
+        let pkp = canonical::decode::<PublicKeyPackage<C>>(
+            old_public_key_package,
+            None,
+            "public key package",
+        )
+        .map_err(|_| StartError::BadKeyMaterial("public key package does not decode"))?;
+        Ok(Box::new(
+            FrostReshare::<C>::new(config, kp.as_ref(), pkp, seed, now)
+                .map_err(StartError::Config)?,
+        ))
+    }
+    let (kp, pkp) = (old_key_package, old_public_key_package);
+    match scheme {
+        Scheme::FrostEd25519 => make::<frost_ed25519::Ed25519Sha512>(config, kp, pkp, seed, now),
+        Scheme::FrostSecp256k1 => {
+            make::<frost_secp256k1::Secp256K1Sha256>(config, kp, pkp, seed, now)
+        }
+        Scheme::FrostP256 => make::<frost_p256::P256Sha256>(config, kp, pkp, seed, now),
+        Scheme::FrostSecp256k1Taproot => {
+            make::<frost_secp256k1_tr::Secp256K1Sha256TR>(config, kp, pkp, seed, now)
         }
     }
 }

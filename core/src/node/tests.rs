@@ -698,3 +698,408 @@ fn signing_survives_a_crashed_signer_and_stops_picking_it() {
         "no retries: the dead node is not picked"
     );
 }
+
+fn reshare(
+    c: &mut Cluster,
+    at: ParticipantId,
+    rid: &str,
+    key: &str,
+    new_threshold: Option<u16>,
+    new_members: Option<BTreeSet<ParticipantId>>,
+) -> Result<Response, RequestError> {
+    c.client(
+        at,
+        rid,
+        Request::Reshare {
+            key: KeyId::new(key).unwrap(),
+            new_threshold,
+            new_members,
+        },
+    );
+    c.await_answer(at, rid)
+}
+
+/// Signs at `at` and checks the signature with the independent verifier; returns the version.
+fn sign_and_verify(
+    c: &mut Cluster,
+    at: ParticipantId,
+    rid: &str,
+    key: &str,
+    scheme: Scheme,
+    public_key: &[u8],
+) -> KeyVersion {
+    let message = format!("message {rid}").into_bytes();
+    c.client(
+        at,
+        rid,
+        Request::Sign {
+            key: KeyId::new(key).unwrap(),
+            messages: vec![message.clone()],
+        },
+    );
+    let Ok(Response::Signed {
+        signatures,
+        version,
+        ..
+    }) = c.await_answer(at, rid)
+    else {
+        panic!("signing {rid} failed");
+    };
+    assert!(verify(scheme, public_key, &message, &signatures[0]));
+    version
+}
+
+fn created_public_key(r: Result<Response, RequestError>) -> Vec<u8> {
+    match r {
+        Ok(Response::KeyCreated { public_key, .. }) => public_key,
+        other => panic!("DKG failed: {other:?}"),
+    }
+}
+
+/// Every live node has applied `version` of `key`.
+fn all_at_version(c: &mut Cluster, key: &KeyId, version: KeyVersion) -> bool {
+    c.run_until(30_000, |c| {
+        c.nodes
+            .values()
+            .all(|n| n.registry().keys.get(key).map(|k| k.version) == Some(version))
+    })
+}
+
+#[test]
+fn reshare_three_of_five_to_three_of_four_drops_a_member_and_keeps_the_key() {
+    let scheme = Scheme::FrostEd25519;
+    let mut c = Cluster::new(5, 31, |_| {});
+    assert!(c.run_until(30_000, |c| c.leader().is_some()));
+    let l = c.leader().unwrap();
+    let pk = created_public_key(create(&mut c, l, "c", "k", scheme, 3));
+    let key = KeyId::new("k").unwrap();
+    let dropped = *c.nodes.keys().find(|p| **p != l).unwrap();
+    let new_members: BTreeSet<ParticipantId> =
+        c.nodes.keys().copied().filter(|p| *p != dropped).collect();
+    let at = follower(&c);
+    let r = reshare(&mut c, at, "rs", "k", Some(3), Some(new_members.clone()));
+    assert_eq!(
+        r,
+        Ok(Response::Reshared {
+            key: key.clone(),
+            version: KeyVersion(2),
+            public_key: pk.clone(),
+        })
+    );
+    assert!(all_at_version(&mut c, &key, KeyVersion(2)));
+    let records: BTreeSet<_> = c
+        .nodes
+        .values()
+        .map(|n| n.registry().keys[&key].clone())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|k| (k.public_key_package, k.threshold, k.participants))
+        .collect();
+    assert_eq!(records.len(), 1, "one record on every node");
+    let (pkp, t, members) = records.into_iter().next().unwrap();
+    assert_eq!((t, &members), (3, &new_members));
+    assert_eq!(sessions::group_public_key(scheme, &pkp), Some(pk.clone()));
+    c.run_until(2_000, |_| false);
+    for (id, node) in &c.nodes {
+        let expected = if *id == dropped {
+            vec![]
+        } else {
+            vec![KeyVersion(2)]
+        };
+        assert_eq!(node.share_versions(&key), expected, "memory of {id:?}");
+        let on_disk: Vec<KeyVersion> = c.disks[id]
+            .shares
+            .keys()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
+            .collect();
+        assert_eq!(on_disk, expected, "disk of {id:?}: v1 erased everywhere");
+    }
+    for (i, at) in [l, dropped, at].into_iter().enumerate() {
+        let v = sign_and_verify(&mut c, at, &format!("s{i}"), "k", scheme, &pk);
+        assert_eq!(v, KeyVersion(2));
+    }
+}
+
+#[test]
+fn reshare_two_of_three_to_three_of_five_gives_every_node_a_share() {
+    let scheme = Scheme::FrostSecp256k1;
+    let mut c = Cluster::new(5, 32, |_| {});
+    assert!(c.run_until(30_000, |c| c.leader().is_some()));
+    let f = follower(&c);
+    c.client(
+        f,
+        "c",
+        Request::CreateKey {
+            key: KeyId::new("k").unwrap(),
+            scheme,
+            threshold: 2,
+            participants: Some([pid(1), pid(2), pid(3)].into()),
+        },
+    );
+    let pk = created_public_key(c.await_answer(f, "c"));
+    let key = KeyId::new("k").unwrap();
+    let all: BTreeSet<ParticipantId> = (1..=5).map(pid).collect();
+    let r = reshare(&mut c, pid(5), "rs", "k", Some(3), Some(all.clone()));
+    assert!(
+        matches!(&r, Ok(Response::Reshared { version: KeyVersion(2), public_key, .. }) if *public_key == pk),
+        "{r:?}"
+    );
+    assert!(all_at_version(&mut c, &key, KeyVersion(2)));
+    c.run_until(2_000, |_| false);
+    for (id, node) in &c.nodes {
+        assert_eq!(node.share_versions(&key), vec![KeyVersion(2)], "{id:?}");
+        assert_eq!(node.registry().keys[&key].participants, all);
+        assert_eq!(node.registry().keys[&key].threshold, 3);
+    }
+    assert_eq!(
+        sign_and_verify(&mut c, pid(4), "s", "k", scheme, &pk),
+        KeyVersion(2)
+    );
+}
+
+#[test]
+fn a_crashed_member_fails_its_reshare_clearly_and_v1_keeps_signing() {
+    let scheme = Scheme::FrostP256;
+    let mut c = Cluster::new(5, 33, |_| {});
+    assert!(c.run_until(30_000, |c| c.leader().is_some()));
+    let l = c.leader().unwrap();
+    let pk = created_public_key(create(&mut c, l, "c", "k", scheme, 3));
+    let key = KeyId::new("k").unwrap();
+    let victim = *c.nodes.keys().find(|p| **p != l).unwrap();
+    c.crash(victim);
+    // A refresh keeps every member, the crashed one included: it cannot finish.
+    let r = reshare(&mut c, l, "refresh", "k", None, None);
+    match &r {
+        Err(RequestError::Failed { culprits, .. }) => {
+            assert!(culprits.contains(&victim), "{r:?}")
+        }
+        other => {
+            for (id, n) in &c.nodes {
+                eprintln!("{id:?} tasks {:?}", n.registry().tasks);
+                for e in c.events.get(id).into_iter().flatten() {
+                    if matches!(
+                        e,
+                        Event::SessionFailed { .. } | Event::PeerMisbehaved { .. }
+                    ) {
+                        eprintln!("  {e:?}");
+                    }
+                }
+            }
+            panic!("expected a clear failure, got {other:?}")
+        }
+    }
+    c.run_until(2_000, |_| false);
+    for (id, node) in &c.nodes {
+        assert_eq!(node.registry().keys[&key].version, KeyVersion(1));
+        assert_eq!(node.share_versions(&key), vec![KeyVersion(1)], "{id:?}");
+        assert!(
+            c.disks[id].shares.keys().all(|(_, v)| *v == KeyVersion(1)),
+            "no staged v2 left on {id:?}'s disk"
+        );
+    }
+    assert_eq!(
+        sign_and_verify(&mut c, l, "s1", "k", scheme, &pk),
+        KeyVersion(1)
+    );
+    // Leaving the crashed node out of the new members works: it is dropped as a dealer inside
+    // the run, and the other four deal.
+    let others: BTreeSet<ParticipantId> =
+        c.nodes.keys().copied().filter(|p| *p != victim).collect();
+    let r = reshare(&mut c, l, "drop", "k", Some(3), Some(others.clone()));
+    assert!(
+        matches!(
+            &r,
+            Ok(Response::Reshared {
+                version: KeyVersion(2),
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    assert!(all_at_version(&mut c, &key, KeyVersion(2)));
+    assert_eq!(
+        sign_and_verify(&mut c, l, "s2", "k", scheme, &pk),
+        KeyVersion(2)
+    );
+    // The crashed node comes back: its v1 is erased by the replayed activation.
+    c.start(victim);
+    assert!(c.run_until(30_000, |c| c.nodes[&victim]
+        .registry()
+        .keys
+        .get(&key)
+        .is_some_and(|k| k.version == KeyVersion(2))));
+    c.run_until(2_000, |_| false);
+    assert!(c.nodes[&victim].share_versions(&key).is_empty());
+    assert!(c.disks[&victim].shares.is_empty());
+}
+
+#[test]
+fn keys_rotate_every_interval_and_once_after_a_long_outage() {
+    let scheme = Scheme::FrostEd25519;
+    let mut c = Cluster::new(3, 34, |cfg| cfg.rotation_interval = Duration::from_secs(60));
+    assert!(c.run_until(30_000, |c| c.leader().is_some()));
+    let l = c.leader().unwrap();
+    let pk = created_public_key(create(&mut c, l, "c", "k", scheme, 2));
+    let key = KeyId::new("k").unwrap();
+    let version = |c: &Cluster| {
+        c.nodes
+            .values()
+            .map(|n| n.registry().keys[&key].version.0)
+            .max()
+            .unwrap()
+    };
+    // Nothing before the interval...
+    c.run_until(50_000, |_| false);
+    assert_eq!(version(&c), 1);
+    // ...then about one refresh per interval.
+    c.run_until(200_000, |_| false);
+    let v = version(&c);
+    assert!((4..=5).contains(&v), "{v} versions after about 250 s");
+    for node in c.nodes.values() {
+        let k = &node.registry().keys[&key];
+        assert_eq!(
+            sessions::group_public_key(scheme, &k.public_key_package),
+            Some(pk.clone())
+        );
+    }
+    // Everyone goes down for ten hours of virtual time.
+    let ids: Vec<ParticipantId> = c.nodes.keys().copied().collect();
+    for id in &ids {
+        c.crash(*id);
+    }
+    c.queue.clear();
+    c.now = Instant::from_millis(c.now.as_millis() + 10 * 3600 * 1000);
+    for id in &ids {
+        c.start(*id);
+    }
+    let before = version(&c);
+    assert!(c.run_until(30_000, |c| c.leader().is_some()));
+    c.run_until(40_000, |_| false);
+    assert_eq!(
+        version(&c),
+        before + 1,
+        "one refresh after the outage, not 600"
+    );
+    let leader = c.leader().unwrap();
+    let v = sign_and_verify(&mut c, leader, "s", "k", scheme, &pk);
+    assert_eq!(v, KeyVersion(before + 1));
+    for node in c.nodes.values() {
+        assert_eq!(node.share_versions(&key), vec![KeyVersion(before + 1)]);
+    }
+}
+
+#[test]
+fn a_repeated_reshare_request_id_gets_the_first_answer_and_runs_once() {
+    let mut c = Cluster::new(3, 35, |_| {});
+    assert!(c.run_until(30_000, |c| c.leader().is_some()));
+    let f = follower(&c);
+    let l = c.leader().unwrap();
+    created_public_key(create(&mut c, f, "c", "k", Scheme::FrostEd25519, 2));
+    let first = reshare(&mut c, f, "rs", "k", None, None);
+    assert!(matches!(first, Ok(Response::Reshared { .. })), "{first:?}");
+    let before: u64 = c.nodes.values().map(|n| n.stats.reshare_sessions).sum();
+    c.client(
+        f,
+        "rs",
+        Request::Reshare {
+            key: KeyId::new("k").unwrap(),
+            new_threshold: None,
+            new_members: None,
+        },
+    );
+    c.client(
+        l,
+        "rs",
+        Request::Reshare {
+            key: KeyId::new("k").unwrap(),
+            new_threshold: None,
+            new_members: None,
+        },
+    );
+    c.run_until(5_000, |_| false);
+    assert_eq!(c.answers(f, "rs"), vec![first.clone(), first.clone()]);
+    assert_eq!(c.answers(l, "rs"), vec![first]);
+    assert_eq!(
+        c.nodes
+            .values()
+            .map(|n| n.stats.reshare_sessions)
+            .sum::<u64>(),
+        before
+    );
+    assert_eq!(
+        c.nodes[&f].registry().keys[&KeyId::new("k").unwrap()].version,
+        KeyVersion(2)
+    );
+    // A reshare of a key that does not exist: a clear error.
+    assert_eq!(
+        reshare(&mut c, f, "nope", "missing", None, None),
+        Err(RequestError::NoSuchKey(KeyId::new("missing").unwrap()))
+    );
+}
+
+#[test]
+fn a_member_crashing_mid_reshare_leaves_v1_signing_and_restarts_clean() {
+    let scheme = Scheme::FrostEd25519;
+    let mut c = Cluster::new(5, 36, |_| {});
+    assert!(c.run_until(30_000, |c| c.leader().is_some()));
+    let l = c.leader().unwrap();
+    let pk = created_public_key(create(&mut c, l, "c", "k", scheme, 3));
+    let key = KeyId::new("k").unwrap();
+    let victim = *c.nodes.keys().find(|p| **p != l).unwrap();
+    c.client(
+        l,
+        "refresh",
+        Request::Reshare {
+            key: key.clone(),
+            new_threshold: None,
+            new_members: None,
+        },
+    );
+    // Crash the victim once its reshare session has started (mid-protocol).
+    assert!(c.run_until(30_000, |c| c.nodes[&victim].stats.reshare_sessions > 0));
+    c.step();
+    c.crash(victim);
+    let r = c.await_answer(l, "refresh");
+    assert!(
+        matches!(&r, Err(RequestError::Failed { culprits, .. }) if culprits.contains(&victim)),
+        "{r:?}"
+    );
+    assert_eq!(
+        sign_and_verify(&mut c, l, "s1", "k", scheme, &pk),
+        KeyVersion(1)
+    );
+    c.start(victim);
+    assert!(c.run_until(30_000, |c| c.nodes[&victim]
+        .registry()
+        .tasks
+        .values()
+        .all(|t| !matches!(t.state, TaskState::Queued | TaskState::Running { .. }))
+        && c.nodes[&victim].registry().tasks.len() == 2));
+    c.run_until(2_000, |_| false);
+    for (id, node) in &c.nodes {
+        assert_eq!(node.registry().keys[&key].version, KeyVersion(1));
+        assert_eq!(node.share_versions(&key), vec![KeyVersion(1)], "{id:?}");
+        assert!(
+            c.disks[id].shares.keys().all(|(_, v)| *v == KeyVersion(1)),
+            "no staged v2 on {id:?}'s disk"
+        );
+    }
+    // With the victim back, a refresh goes through.
+    let r = reshare(&mut c, l, "refresh-2", "k", None, None);
+    assert!(
+        matches!(
+            &r,
+            Ok(Response::Reshared {
+                version: KeyVersion(2),
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    assert!(all_at_version(&mut c, &key, KeyVersion(2)));
+    assert_eq!(
+        sign_and_verify(&mut c, victim, "s2", "k", scheme, &pk),
+        KeyVersion(2)
+    );
+}

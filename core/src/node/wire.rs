@@ -21,6 +21,8 @@ pub enum SessionKind {
     Dkg,
     /// A signing run (ids from the coordinating leader: term and sequence).
     Sign,
+    /// A reshare task's attempt (ids from the registry).
+    Reshare,
 }
 
 /// Identifies one session cluster-wide.
@@ -55,6 +57,16 @@ pub enum Request {
         /// What.
         messages: Vec<Vec<u8>>,
     },
+    /// Reshare a key to a new threshold and member set (same group public key, next version).
+    /// `None` keeps the current value; both `None` is a refresh.
+    Reshare {
+        /// The key.
+        key: KeyId,
+        /// The new threshold.
+        new_threshold: Option<u16>,
+        /// The new members.
+        new_members: Option<BTreeSet<ParticipantId>>,
+    },
 }
 
 /// A successful answer.
@@ -79,6 +91,15 @@ pub enum Response {
         version: KeyVersion,
         /// One signature per message, in order, in the scheme's standard encoding.
         signatures: Vec<Vec<u8>>,
+    },
+    /// The key was reshared: `version` is active.
+    Reshared {
+        /// Its id.
+        key: KeyId,
+        /// The version the reshare produced.
+        version: KeyVersion,
+        /// The group public key (unchanged by a reshare).
+        public_key: Vec<u8>,
     },
 }
 
@@ -162,6 +183,20 @@ impl Request {
                     w.bytes(m);
                 }
             }
+            Request::Reshare {
+                key,
+                new_threshold,
+                new_members,
+            } => {
+                w.u8(3).str(key.as_str()).bool(new_threshold.is_some());
+                if let Some(t) = new_threshold {
+                    w.u16(*t);
+                }
+                w.bool(new_members.is_some());
+                if let Some(m) = new_members {
+                    write_ids(w, m);
+                }
+            }
         }
     }
 
@@ -180,6 +215,19 @@ impl Request {
             2 => Request::Sign {
                 key: read_key(r)?,
                 messages: read_messages(r)?,
+            },
+            3 => Request::Reshare {
+                key: read_key(r)?,
+                new_threshold: if r.bool("has threshold")? {
+                    Some(r.u16("threshold")?)
+                } else {
+                    None
+                },
+                new_members: if r.bool("has members")? {
+                    Some(read_ids(r)?)
+                } else {
+                    None
+                },
             },
             tag => {
                 return Err(DecodeError::BadTag {
@@ -217,6 +265,13 @@ fn write_result(w: &mut Writer, result: &Result<Response, RequestError>) {
             for s in signatures {
                 w.bytes(s);
             }
+        }
+        Ok(Response::Reshared {
+            key,
+            version,
+            public_key,
+        }) => {
+            w.u8(3).str(key.as_str()).u32(version.0).bytes(public_key);
         }
         Err(RequestError::BadRequest(s)) => {
             w.u8(10).str(s);
@@ -262,6 +317,11 @@ fn read_result(r: &mut Reader<'_>) -> Result<Result<Response, RequestError>, Dec
                 signatures,
             })
         }
+        3 => Ok(Response::Reshared {
+            key: read_key(r)?,
+            version: KeyVersion(r.u32("version")?),
+            public_key: r.bytes("public key", 1024)?,
+        }),
         10 => Err(RequestError::BadRequest(r.str("reason", 1024)?)),
         11 => Err(RequestError::NoSuchKey(read_key(r)?)),
         12 => Err(RequestError::KeyExists(read_key(r)?)),
@@ -332,7 +392,21 @@ pub enum NodeMessage {
         /// The public key package, or the culprits named.
         result: Result<Vec<u8>, (String, BTreeSet<ParticipantId>)>,
     },
+    /// From a reshare participant to the leader: how its session ended. `Ok` (sent only by a new
+    /// member, only after its share of the new version is durable) carries the confirmation
+    /// digest and the new public key package.
+    ReshareReport {
+        /// The task.
+        task: u64,
+        /// The attempt.
+        attempt: u32,
+        /// The digest and public key package, or the culprits named.
+        result: ReshareOutcome,
+    },
 }
+
+/// How a participant's reshare attempt ended.
+pub type ReshareOutcome = Result<([u8; 32], Vec<u8>), (String, BTreeSet<ParticipantId>)>;
 
 impl NodeMessage {
     /// The wire encoding.
@@ -390,6 +464,22 @@ impl NodeMessage {
                     }
                 }
             }
+            NodeMessage::ReshareReport {
+                task,
+                attempt,
+                result,
+            } => {
+                w.u8(7).u64(*task).u32(*attempt);
+                match result {
+                    Ok((digest, pkp)) => {
+                        w.u8(1).bytes(digest).bytes(pkp);
+                    }
+                    Err((reason, culprits)) => {
+                        w.u8(2).str(reason);
+                        write_ids(&mut w, culprits);
+                    }
+                }
+            }
         }
         w.finish()
     }
@@ -439,6 +529,26 @@ impl NodeMessage {
                     }
                 },
             },
+            7 => NodeMessage::ReshareReport {
+                task: r.u64("task")?,
+                attempt: r.u32("attempt")?,
+                result: match r.u8("report")? {
+                    1 => {
+                        let digest: [u8; 32] = r
+                            .bytes("confirmation digest", 32)?
+                            .try_into()
+                            .map_err(|_| DecodeError::Invalid("confirmation digest length"))?;
+                        Ok((digest, r.bytes("public key package", 64 * 1024)?))
+                    }
+                    2 => Err((r.str("reason", 1024)?, read_ids(&mut r)?)),
+                    tag => {
+                        return Err(DecodeError::BadTag {
+                            what: "report",
+                            tag,
+                        })
+                    }
+                },
+            },
             tag => {
                 return Err(DecodeError::BadTag {
                     what: "node message",
@@ -455,6 +565,7 @@ fn write_session(w: &mut Writer, k: &SessionKey) {
     w.u8(match k.kind {
         SessionKind::Dkg => 1,
         SessionKind::Sign => 2,
+        SessionKind::Reshare => 3,
     })
     .u64(k.task)
     .u32(k.attempt);
@@ -464,6 +575,7 @@ fn read_session(r: &mut Reader<'_>) -> Result<SessionKey, DecodeError> {
     let kind = match r.u8("session kind")? {
         1 => SessionKind::Dkg,
         2 => SessionKind::Sign,
+        3 => SessionKind::Reshare,
         tag => {
             return Err(DecodeError::BadTag {
                 what: "session kind",
@@ -543,6 +655,48 @@ mod tests {
                 task: 1,
                 attempt: 1,
                 result: Err(("timeout".into(), [pid(2)].into())),
+            },
+            NodeMessage::Forward {
+                request_id: "rs".into(),
+                request: Request::Reshare {
+                    key: key.clone(),
+                    new_threshold: Some(3),
+                    new_members: Some([pid(1), pid(2), pid(5)].into()),
+                },
+            },
+            NodeMessage::Forward {
+                request_id: "rf".into(),
+                request: Request::Reshare {
+                    key: key.clone(),
+                    new_threshold: None,
+                    new_members: None,
+                },
+            },
+            NodeMessage::Reply {
+                request_id: "rs".into(),
+                result: Ok(Response::Reshared {
+                    key: key.clone(),
+                    version: KeyVersion(2),
+                    public_key: vec![7; 32],
+                }),
+            },
+            NodeMessage::Session {
+                key: SessionKey {
+                    kind: SessionKind::Reshare,
+                    task: 3,
+                    attempt: 1,
+                },
+                payload: vec![1],
+            },
+            NodeMessage::ReshareReport {
+                task: 3,
+                attempt: 1,
+                result: Ok(([5; 32], vec![1, 2, 3])),
+            },
+            NodeMessage::ReshareReport {
+                task: 3,
+                attempt: 2,
+                result: Err(("timeout".into(), [pid(4)].into())),
             },
         ];
         for m in msgs {
