@@ -90,7 +90,7 @@ fn sigkill_at_random_points() {
     );
     if let common::Server::External(_) = server {
         let client = mongodb::sync::Client::with_uri_str(&uri).expect("client");
-        let _ = client.database(&db).drop().run();
+        common::drop_database_bounded(&client, &db);
     }
     assert!(report.problems.is_empty(), "{:#?}", report.problems);
     assert_eq!(report.lost, 0);

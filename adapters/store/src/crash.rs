@@ -6,7 +6,8 @@
 //! Every op of batch `t` carries `t` (log entry `t`, share version `t`, erase of version `t-1`,
 //! consumed id `t`, record `t`, the secret "last" record, hard state term `t`), so a partial batch
 //! shows as a mismatch between them. The hard state's term is the last applied batch `L`; with
-//! `A` the highest acknowledged token, `L < A` is a lost batch and `L > A + 1` cannot happen.
+//! `A` the highest acknowledged token, `L < A` is a lost batch, and `L` may exceed the larger of
+//! `A` and the previous check's `L` by at most one (the batch in flight at the kill).
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
@@ -135,8 +136,9 @@ pub struct Verification {
     pub problems: Vec<String>,
 }
 
-/// Checks the store after a kill, given the highest acknowledged token so far.
-pub fn verify<S: Store>(store: &S, acked: u64) -> Verification {
+/// Checks the store after a kill, given the highest acknowledged token so far and the last
+/// applied batch the previous check saw (children start right after it).
+pub fn verify<S: Store>(store: &S, acked: u64, prev_last: u64) -> Verification {
     let mut v = Verification::default();
     let r = match store.restore() {
         Ok(r) => r,
@@ -149,8 +151,14 @@ pub fn verify<S: Store>(store: &S, acked: u64) -> Verification {
     v.last_applied = l;
     v.lost = acked.saturating_sub(l);
     let p = &mut v.problems;
-    if l > acked + 1 {
-        p.push(format!("last applied {l} but only {acked} acknowledged"));
+    // At most one batch past what was acknowledged or already seen applied: the one in flight.
+    if l > acked.max(prev_last) + 1 {
+        p.push(format!(
+            "last applied {l} but only {acked} acknowledged (previously applied {prev_last})"
+        ));
+    }
+    if l < prev_last {
+        p.push(format!("state went back from batch {prev_last} to {l}"));
     }
     // Log: snapshot at the last 16k - 4 <= l, entries after it up to l.
     let snap = if l >= 16 { (l / 16) * 16 - 4 } else { 0 };
@@ -376,9 +384,10 @@ pub fn run_parent<S: Store>(
                 .push(format!("round {round}: ACKs not consecutive"));
         }
         if let Some(&first) = acks.first() {
-            if first > acked_max + 2 {
+            if first != report.last_token + 1 {
                 report.problems.push(format!(
-                    "round {round}: child started at {first} after {acked_max}"
+                    "round {round}: child started at {first}, not after the last applied batch {}",
+                    report.last_token
                 ));
             }
         }
@@ -386,7 +395,7 @@ pub fn run_parent<S: Store>(
         acked_max = acked_max.max(acks.last().copied().unwrap_or(0));
         after_kill(round);
         let store = open();
-        let v = verify(&store, acked_max);
+        let v = verify(&store, acked_max, report.last_token);
         drop(store);
         report.lost += v.lost;
         if !v.problems.is_empty() {

@@ -52,6 +52,14 @@ impl LogBounds {
         last_entry: Option<u64>,
     ) -> Result<LogBounds, StoreError> {
         let snapshot_index = snapshot_index.unwrap_or(0);
+        if snapshot_index > MAX_INDEX
+            || first_entry.is_some_and(|i| i > MAX_INDEX)
+            || last_entry.is_some_and(|i| i > MAX_INDEX)
+        {
+            return Err(StoreError::corrupt(format!(
+                "raft log index out of range (snapshot {snapshot_index}, entries {first_entry:?}..={last_entry:?})"
+            )));
+        }
         match (first_entry, last_entry) {
             (Some(first), Some(last)) => {
                 if first != snapshot_index + 1 || last < first {
@@ -190,12 +198,15 @@ pub fn plan<'a>(
                         )));
                     }
                 }
-                let new_last = first + entries.len() as u64 - 1;
-                if first == 0 || new_last > MAX_INDEX {
-                    return Err(StoreError::invalid(format!(
-                        "op {i}: AppendEntries index out of range ({first}..={new_last})"
-                    )));
-                }
+                let new_last = first
+                    .checked_add(entries.len() as u64 - 1)
+                    .filter(|last| first != 0 && *last <= MAX_INDEX)
+                    .ok_or_else(|| {
+                        StoreError::invalid(format!(
+                            "op {i}: AppendEntries index out of range (first {first}, {} entries)",
+                            entries.len()
+                        ))
+                    })?;
                 if first <= b.snapshot_index {
                     return Err(StoreError::invalid(format!(
                         "op {i}: AppendEntries at index {first} is at or below the snapshot index {}",
@@ -308,4 +319,47 @@ fn check_name(op: usize, what: &str, name: &str) -> Result<(), StoreError> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::XChaChaSealer;
+    use keyshard_core::persist::{PersistToken, RaftEntry};
+
+    #[test]
+    fn extreme_indexes_are_errors_not_panics() {
+        let sealer = XChaChaSealer::random().unwrap();
+        let entry = |index| RaftEntry {
+            index,
+            term: 1,
+            bytes: vec![],
+        };
+        for ents in [
+            vec![entry(u64::MAX), entry(0)],
+            vec![entry(u64::MAX)],
+            vec![entry(MAX_INDEX), entry(MAX_INDEX + 1)],
+        ] {
+            let b = PersistBatch {
+                token: PersistToken(1),
+                ops: vec![PersistOp::AppendEntries(ents)],
+            };
+            let bounds = LogBounds {
+                snapshot_index: MAX_INDEX - 1,
+                first: MAX_INDEX,
+                last: MAX_INDEX - 1,
+            };
+            assert!(plan(&b, bounds, &sealer, "n").is_err());
+            assert!(plan(&b, LogBounds::EMPTY, &sealer, "n").is_err());
+        }
+        assert!(LogBounds::from_stored(Some(u64::MAX), None, None).is_err());
+        assert!(LogBounds::from_stored(None, Some(u64::MAX), Some(u64::MAX)).is_err());
+        assert!(LogBounds::from_stored(Some(5), Some(7), Some(9)).is_err());
+        assert_eq!(
+            LogBounds::from_stored(Some(5), Some(6), Some(9))
+                .unwrap()
+                .len(),
+            4
+        );
+    }
 }

@@ -248,9 +248,30 @@ impl Drop for Mongo {
         // Leave nothing behind on an external server.
         if let Server::External(_) = self.server {
             for db in self.dbs.lock().map(|d| d.clone()).unwrap_or_default() {
-                let _ = self.client.database(&db).drop().run();
+                drop_database_bounded(&self.client, &db);
             }
         }
+    }
+}
+
+/// Drops a test database on an external server without hanging the test: a dropDatabase waits
+/// for transactions left open by SIGKILLed clients (SecantusDB keeps them until they expire), so
+/// end our sessions first and give up after 20 s (printing the name to drop by hand).
+pub fn drop_database_bounded(client: &Client, db: &str) {
+    let client = client.clone();
+    let name = db.to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = client
+            .database("admin")
+            .run_command(doc! { "killAllSessions": [] })
+            .run();
+        let _ = tx.send(client.database(&name).drop().run().is_ok());
+    });
+    if rx.recv_timeout(Duration::from_secs(20)) != Ok(true) {
+        eprintln!(
+            "could not drop test database {db} on KEYSHARD_MONGO_URI's server: drop it by hand"
+        );
     }
 }
 
