@@ -79,7 +79,7 @@ pub fn crash_batch(t: u64) -> PersistBatch {
         key: b"last".to_vec(),
         value: RecordValue::Secret(SecretBytes::new(share_bytes(t))),
     });
-    if t % 16 == 0 {
+    if t.is_multiple_of(16) {
         ops.push(PersistOp::InstallSnapshot(RaftSnapshot {
             index: t - 4,
             term: t - 4,

@@ -15,7 +15,6 @@ use crate::scheme::Scheme;
 
 /// Largest encoded public key package kept in the registry.
 const MAX_PKP: usize = 64 * 1024;
-const MAX_MEMBERS: usize = 1024;
 /// Request ids are 1 to 128 bytes.
 pub const MAX_REQUEST_ID: usize = 128;
 
@@ -542,25 +541,7 @@ impl Registry {
     }
 }
 
-fn write_ids(w: &mut Writer, ids: &BTreeSet<ParticipantId>) {
-    w.count(ids.len());
-    for id in ids {
-        w.u16(id.get());
-    }
-}
-
-fn read_ids(r: &mut Reader<'_>) -> Result<BTreeSet<ParticipantId>, DecodeError> {
-    let n = r.count("participants", MAX_MEMBERS, 2)?;
-    let mut out = BTreeSet::new();
-    for _ in 0..n {
-        let id = ParticipantId::new(r.u16("participant")?)
-            .ok_or(DecodeError::Invalid("participant id 0"))?;
-        if !out.insert(id) {
-            return Err(DecodeError::Invalid("duplicate participant"));
-        }
-    }
-    Ok(out)
-}
+use super::wire::{read_ids, write_ids};
 
 impl Replicated {
     /// The log encoding.

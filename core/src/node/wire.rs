@@ -130,14 +130,16 @@ pub enum RequestError {
     TimedOut,
 }
 
-fn write_ids(w: &mut Writer, ids: &BTreeSet<ParticipantId>) {
+/// Encodes a set of participant ids (shared by the wire and the registry's log encoding).
+pub(crate) fn write_ids(w: &mut Writer, ids: &BTreeSet<ParticipantId>) {
     w.count(ids.len());
     for id in ids {
         w.u16(id.get());
     }
 }
 
-fn read_ids(r: &mut Reader<'_>) -> Result<BTreeSet<ParticipantId>, DecodeError> {
+/// Decodes a set of participant ids: at most 1,024, no zero, no duplicate.
+pub(crate) fn read_ids(r: &mut Reader<'_>) -> Result<BTreeSet<ParticipantId>, DecodeError> {
     let n = r.count("ids", 1024, 2)?;
     let mut out = BTreeSet::new();
     for _ in 0..n {

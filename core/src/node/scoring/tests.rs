@@ -294,7 +294,7 @@ impl Harness {
 fn follower(id: ParticipantId, tick: u64) -> Outcome {
     let jitter = (tick * 7 + u64::from(id.get()) * 13) % 20;
     match id.get() {
-        2 if tick % 10 == 0 => Outcome::Failed(FailureKind::Timeout),
+        2 if tick.is_multiple_of(10) => Outcome::Failed(FailureKind::Timeout),
         2 => done(45 + jitter),
         3 => done(40 + jitter),
         4 => done(80 + jitter),
@@ -336,7 +336,7 @@ fn oscillating_slowness_within_the_window_causes_no_transfer() {
     };
     let oscillating = |id: ParticipantId, _leader: ParticipantId, t: u64, tick: u64| {
         if id == p(1) {
-            if (t / 20_000) % 2 == 0 {
+            if (t / 20_000).is_multiple_of(2) {
                 done(600)
             } else {
                 done(40)
