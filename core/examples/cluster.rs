@@ -1,5 +1,6 @@
 //! The in-process cluster demo: for every scheme, a 5-party 3-of-5 DKG without a dealer, a batch
-//! signature by 3 randomly chosen parties, and verification by an independent verifier.
+//! signature by 3 randomly chosen parties, a reshare to 3-of-4 that keeps the public key, a
+//! signature with the new shares, and verification of every signature by an independent verifier.
 //!
 //! Run: `cargo run --release -p keyshard-core --example cluster [-- --seed N]`. Everything runs in
 //! one process over the deterministic in-memory network; the same seed prints the same output.
@@ -8,9 +9,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 
-use frost_core::keys::KeyPackage;
+use frost_core::keys::{KeyPackage, PublicKeyPackage};
 use keyshard_core::frost::{DkgConfig, FrostDkg, FrostSign, SignConfig, SignOutput};
 use keyshard_core::ids::ParticipantId;
+use keyshard_core::persist::KeyVersion;
+use keyshard_core::reshare::session::{FrostReshare, ReshareConfig, ReshareOutput};
 use keyshard_core::rng::Seed;
 use keyshard_core::scheme::{FrostScheme, Scheme};
 use keyshard_core::session::local::{Delivery, LocalNet};
@@ -68,28 +71,54 @@ fn run<C: FrostScheme>(seed: &Seed) -> Result<(), String> {
     while signers.len() < usize::from(T) {
         signers.insert(pool.swap_remove((rng.next_u32() as usize) % pool.len()));
     }
-    let coordinator = *signers.iter().next().ok_or("no signer")?;
     let messages = vec![
         b"transfer 10 to alice".to_vec(),
         b"transfer 20 to bob".to_vec(),
     ];
-    let sign_seed = seed.child(C::SCHEME.name().as_bytes(), b"sign");
-    let sessions = signers
+    let sigs = sign(
+        &kps,
+        &pkp,
+        &signers,
+        &messages,
+        &seed.child(C::SCHEME.name().as_bytes(), b"sign"),
+    )?;
+    println!(
+        "{:<20} {T}-of-{N}  public key {}",
+        C::SCHEME.name(),
+        hex(&public_key)
+    );
+    println!("{:<20} signers {:?}", "", signers);
+    for (m, sig) in messages.iter().zip(&sigs) {
+        verify::<C>(&public_key, m, sig)?;
+        println!(
+            "{:<20} {:?} -> {}  independent verifier: valid",
+            "",
+            String::from_utf8_lossy(m),
+            hex(sig)
+        );
+    }
+
+    // Reshare to 3-of-4 without member 5 (the signers deal): same public key, new shares.
+    let new_members: BTreeSet<ParticipantId> = (1..=4).filter_map(ParticipantId::new).collect();
+    let reshare_seed = seed.child(C::SCHEME.name().as_bytes(), b"reshare");
+    let parties: BTreeSet<ParticipantId> = signers.union(&new_members).copied().collect();
+    let sessions = parties
         .iter()
         .map(|me| {
-            let cfg = SignConfig {
+            let cfg = ReshareConfig {
                 me: *me,
-                coordinator,
-                signers: signers.clone(),
-                messages: messages.clone(),
+                from_version: KeyVersion(1),
+                dealers: signers.clone(),
+                new_members: new_members.clone(),
+                new_threshold: T,
                 round_timeout: timeout,
             };
-            let pk = (*me == coordinator).then(|| pkp.clone());
-            FrostSign::new(
+            let kp = signers.contains(me).then(|| &kps[me]);
+            FrostReshare::<C>::new(
                 cfg,
-                Some(kps[me].clone()),
-                pk,
-                &sign_seed.child(b"party", &me.get().to_be_bytes()),
+                kp,
+                pkp.clone(),
+                &reshare_seed.child(b"party", &me.get().to_be_bytes()),
                 Instant::ZERO,
             )
         })
@@ -97,37 +126,104 @@ fn run<C: FrostScheme>(seed: &Seed) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let mut net = LocalNet::new(
         sessions,
-        Delivery::Random(sign_seed.child(b"order", &[])),
+        Delivery::Random(reshare_seed.child(b"order", &[])),
+        Instant::ZERO,
+    );
+    net.run(1_000_000);
+    let mut new_kps: BTreeMap<ParticipantId, KeyPackage<C>> = BTreeMap::new();
+    let mut new_pkp: Option<PublicKeyPackage<C>> = None;
+    for (id, r) in std::mem::take(&mut net.results) {
+        match r.map_err(|f| format!("reshare failed at {id:?}: {f:?}"))? {
+            ReshareOutput::Member(m) => {
+                new_kps.insert(id, m.key_package);
+                new_pkp = Some(m.public_key_package);
+            }
+            ReshareOutput::Dealt { .. } => {}
+        }
+    }
+    let new_pkp = new_pkp.ok_or("no reshare result")?;
+    let new_key = new_pkp
+        .verifying_key()
+        .serialize()
+        .map_err(|e| e.to_string())?;
+    if new_key != public_key {
+        return Err(format!(
+            "{}: resharing changed the public key",
+            C::SCHEME.name()
+        ));
+    }
+    let new_signers: BTreeSet<ParticipantId> = new_members.iter().copied().skip(1).collect();
+    let message = b"signed after resharing to 3-of-4".to_vec();
+    let sigs = sign(
+        &new_kps,
+        &new_pkp,
+        &new_signers,
+        std::slice::from_ref(&message),
+        &seed.child(C::SCHEME.name().as_bytes(), b"sign-v2"),
+    )?;
+    let sig = sigs.first().ok_or("no signature")?;
+    verify::<C>(&public_key, &message, sig)?;
+    println!(
+        "{:<20} reshared 3-of-5 -> 3-of-4 {:?}: same public key; signers {:?} -> {}  independent verifier: valid",
+        "",
+        new_members,
+        new_signers,
+        hex(sig)
+    );
+    Ok(())
+}
+
+fn sign<C: FrostScheme>(
+    kps: &BTreeMap<ParticipantId, KeyPackage<C>>,
+    pkp: &PublicKeyPackage<C>,
+    signers: &BTreeSet<ParticipantId>,
+    messages: &[Vec<u8>],
+    seed: &Seed,
+) -> Result<Vec<Vec<u8>>, String> {
+    let coordinator = *signers.iter().next().ok_or("no signer")?;
+    let sessions = signers
+        .iter()
+        .map(|me| {
+            let cfg = SignConfig {
+                me: *me,
+                coordinator,
+                signers: signers.clone(),
+                messages: messages.to_vec(),
+                round_timeout: Duration::from_secs(10),
+            };
+            let pk = (*me == coordinator).then(|| pkp.clone());
+            FrostSign::new(
+                cfg,
+                Some(kps[me].clone()),
+                pk,
+                &seed.child(b"party", &me.get().to_be_bytes()),
+                Instant::ZERO,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let mut net = LocalNet::new(
+        sessions,
+        Delivery::Random(seed.child(b"order", &[])),
         Instant::ZERO,
     );
     net.run(1_000_000);
     let Some(Ok(SignOutput::Signatures(sigs))) = net.results.remove(&coordinator) else {
         return Err(format!("signing failed: {:?}", net.results));
     };
-    println!(
-        "{:<20} {T}-of-{N}  public key {}",
-        C::SCHEME.name(),
-        hex(&public_key)
-    );
-    println!("{:<20} signers {:?}", "", signers);
-    for (m, s) in messages.iter().zip(&sigs) {
-        let sig = s.serialize().map_err(|e| e.to_string())?;
-        let verdict = match C::SCHEME {
-            Scheme::FrostEd25519 => keyshard_verifier::ed25519(&public_key, m, &sig),
-            Scheme::FrostSecp256k1 => keyshard_verifier::frost_secp256k1(&public_key, m, &sig),
-            Scheme::FrostP256 => keyshard_verifier::frost_p256(&public_key, m, &sig),
-            Scheme::FrostSecp256k1Taproot => keyshard_verifier::bip340(&public_key, m, &sig),
-        };
-        println!(
-            "{:<20} {:?} -> {}  independent verifier: {}",
-            "",
-            String::from_utf8_lossy(m),
-            hex(&sig),
-            if verdict.is_ok() { "valid" } else { "INVALID" }
-        );
-        verdict.map_err(|e| format!("{}: {e}", C::SCHEME.name()))?;
+    sigs.iter()
+        .map(|s| s.serialize().map_err(|e| e.to_string()))
+        .collect()
+}
+
+fn verify<C: FrostScheme>(public_key: &[u8], m: &[u8], sig: &[u8]) -> Result<(), String> {
+    match C::SCHEME {
+        Scheme::FrostEd25519 => keyshard_verifier::ed25519(public_key, m, sig),
+        Scheme::FrostSecp256k1 => keyshard_verifier::frost_secp256k1(public_key, m, sig),
+        Scheme::FrostP256 => keyshard_verifier::frost_p256(public_key, m, sig),
+        Scheme::FrostSecp256k1Taproot => keyshard_verifier::bip340(public_key, m, sig),
     }
-    Ok(())
+    .map_err(|e| format!("{}: {e}", C::SCHEME.name()))
 }
 
 fn main() -> ExitCode {
@@ -146,7 +242,7 @@ fn main() -> ExitCode {
         },
         None => 1,
     };
-    println!("keyshard in-process cluster demo (seed {seed}): DKG, batch signing, independent verification\n");
+    println!("keyshard in-process cluster demo (seed {seed}): DKG, batch signing, resharing, independent verification\n");
     let seed = Seed::from_u64(seed);
     let results = [
         run::<frost_ed25519::Ed25519Sha512>(&seed),
