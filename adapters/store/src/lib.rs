@@ -17,7 +17,9 @@
 #![deny(missing_docs)]
 
 pub mod cache;
+#[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
+#[cfg(any(test, feature = "test-support"))]
 pub mod crash;
 mod error;
 pub mod mem;
