@@ -6,11 +6,13 @@
 //! `docs/benchmarks.md` records. All parties run in one process on one thread, so a "DKG" time
 //! is the CPU cost of all n parties together, and a "sign" time that of t signers plus the
 //! coordinator's aggregation.
-#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // benchmarks read the wall clock
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
-use std::time::{Duration as StdDuration, Instant as StdInstant};
+use std::time::Duration as StdDuration;
+
+#[path = "common/timing.rs"]
+mod timing;
+use timing::{median, timed, SAMPLES};
 
 use criterion::{criterion_group, BenchmarkId, Criterion};
 use frost_core::keys::dkg;
@@ -25,25 +27,6 @@ use keyshard_core::time::{Duration, Instant};
 
 const SIZES: [(u16, u16); 4] = [(2, 3), (3, 5), (7, 10), (14, 20)];
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Per-iteration times (ns) of every sample, per benchmark id.
-static SAMPLES: Mutex<BTreeMap<String, Vec<f64>>> = Mutex::new(BTreeMap::new());
-
-fn timed(b: &mut criterion::Bencher<'_>, id: &str, mut f: impl FnMut()) {
-    b.iter_custom(|iters| {
-        let start = StdInstant::now();
-        for _ in 0..iters {
-            f();
-        }
-        let elapsed = start.elapsed();
-        if let Ok(mut s) = SAMPLES.lock() {
-            s.entry(id.to_string())
-                .or_default()
-                .push(elapsed.as_nanos() as f64 / iters as f64);
-        }
-        elapsed
-    });
-}
 
 fn pid(n: u16) -> ParticipantId {
     ParticipantId::new(n).expect("non-zero")
@@ -329,12 +312,6 @@ fn finish_67_of_100(c: &mut Criterion) {
         })
     });
     g.finish();
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn ms(ns: f64) -> String {

@@ -6,11 +6,13 @@
 //! at the end a markdown table of medians and the ratio session / bare is printed, which is what
 //! `docs/benchmarks.md` (section "Resharing") records. A time is the CPU cost of all parties together
 //! (every dealer's dealing and every new member's checks and combination).
-#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // benchmarks read the wall clock
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
-use std::time::{Duration as StdDuration, Instant as StdInstant};
+use std::time::Duration as StdDuration;
+
+#[path = "common/timing.rs"]
+mod timing;
+use timing::{median, timed, SAMPLES};
 
 use criterion::{criterion_group, Criterion};
 use frost_core::keys::{KeyPackage, PublicKeyPackage};
@@ -28,24 +30,6 @@ use keyshard_core::time::{Duration, Instant};
 /// 1..=n'), so 3-of-5 -> 4-of-7 keeps members 1..5 and adds 6 and 7.
 const CASES: [((u16, u16), (u16, u16)); 2] = [((3, 5), (4, 7)), ((7, 10), (7, 10))];
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-static SAMPLES: Mutex<BTreeMap<String, Vec<f64>>> = Mutex::new(BTreeMap::new());
-
-fn timed(b: &mut criterion::Bencher<'_>, id: &str, mut f: impl FnMut()) {
-    b.iter_custom(|iters| {
-        let start = StdInstant::now();
-        for _ in 0..iters {
-            f();
-        }
-        let elapsed = start.elapsed();
-        if let Ok(mut s) = SAMPLES.lock() {
-            s.entry(id.to_string())
-                .or_default()
-                .push(elapsed.as_nanos() as f64 / iters as f64);
-        }
-        elapsed
-    });
-}
 
 fn pid(n: u16) -> ParticipantId {
     ParticipantId::new(n).expect("non-zero")
@@ -164,12 +148,6 @@ fn suite<C: FrostScheme>(c: &mut Criterion) {
         });
         g.finish();
     }
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn ms(ns: f64) -> String {

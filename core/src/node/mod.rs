@@ -1204,31 +1204,19 @@ impl Node {
             .then(|| self.shares.get(&(t.spec.key.clone(), from_version)))
             .flatten();
         let seed = self.seed.child(b"reshare", &session_context(&key));
-        match sessions::start_reshare(
+        let started = sessions::start_reshare(
             record.scheme,
             config,
             old_share,
             &record.public_key_package,
             &seed,
             self.now,
-        ) {
-            Ok(session) => {
-                self.stats.reshare_sessions += 1;
-                self.sessions.insert(key, Live { session });
-                self.drain_session(key);
-                self.replay_early(key);
-            }
-            Err(e) => {
-                let failure = Failure {
-                    kind: FailureKind::Library(format!("{e:?}")),
-                    culprits: BTreeSet::new(),
-                };
-                self.report_reshare(task, attempt, Err((format!("{e:?}"), BTreeSet::new())));
-                self.event(Event::SessionFailed {
-                    session: key,
-                    failure,
-                });
-            }
+        );
+        if started.is_ok() {
+            self.stats.reshare_sessions += 1;
+        }
+        if let Err(reason) = self.install_task_session(key, started) {
+            self.report_reshare(task, attempt, Err((reason, BTreeSet::new())));
         }
     }
 
@@ -1667,24 +1655,12 @@ impl Node {
             round_timeout: self.cfg.round_timeout,
         };
         let seed = self.seed.child(b"dkg", &session_context(&key));
-        match sessions::start_dkg(t.spec.scheme, config, &seed, self.now) {
-            Ok(session) => {
-                self.stats.dkg_sessions += 1;
-                self.sessions.insert(key, Live { session });
-                self.drain_session(key);
-                self.replay_early(key);
-            }
-            Err(e) => {
-                let failure = Failure {
-                    kind: FailureKind::Library(format!("{e:?}")),
-                    culprits: BTreeSet::new(),
-                };
-                self.report_dkg(task, attempt, Err((format!("{e:?}"), BTreeSet::new())));
-                self.event(Event::SessionFailed {
-                    session: key,
-                    failure,
-                });
-            }
+        let started = sessions::start_dkg(t.spec.scheme, config, &seed, self.now);
+        if started.is_ok() {
+            self.stats.dkg_sessions += 1;
+        }
+        if let Err(reason) = self.install_task_session(key, started) {
+            self.report_dkg(task, attempt, Err((reason, BTreeSet::new())));
         }
     }
 
@@ -2519,6 +2495,36 @@ impl Node {
     /// Whether `p` is cooling down after blame or repeated timeouts (as this node sees it).
     pub fn is_excluded(&self, p: ParticipantId) -> bool {
         self.exclusions.is_excluded(p, self.now)
+    }
+}
+
+impl Node {
+    /// Installs a task session that was just started and replays messages buffered for it; if
+    /// it could not start, emits `SessionFailed` and returns the reason for the caller's report.
+    fn install_task_session(
+        &mut self,
+        key: SessionKey,
+        started: Result<Box<dyn ErasedSession>, sessions::StartError>,
+    ) -> Result<(), String> {
+        match started {
+            Ok(session) => {
+                self.sessions.insert(key, Live { session });
+                self.drain_session(key);
+                self.replay_early(key);
+                Ok(())
+            }
+            Err(e) => {
+                let reason = format!("{e:?}");
+                self.event(Event::SessionFailed {
+                    session: key,
+                    failure: Failure {
+                        kind: FailureKind::Library(reason.clone()),
+                        culprits: BTreeSet::new(),
+                    },
+                });
+                Err(reason)
+            }
+        }
     }
 }
 
