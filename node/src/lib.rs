@@ -1,3 +1,8 @@
-//! The keyshard daemon and CLI: config, run loop, metrics, audit log (issue: gRPC node).
-//!
-//! Empty until its issue lands; see README.md.
+//! Building blocks of the `keyshard` daemon and CLI: the audit log, the config file, metrics
+//! and the CLI's output encodings. The run loop that drives `keyshard-core` with a transport and
+//! a store comes later and wires these together.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod audit;
