@@ -46,7 +46,7 @@ impl MetricsServer {
     /// Binds `addr` and serves `metrics` on it from the current tokio runtime.
     pub async fn bind(addr: SocketAddr, metrics: Arc<Metrics>) -> io::Result<MetricsServer> {
         let listener = TcpListener::bind(addr).await?;
-        Ok(MetricsServer::serve(listener, metrics)?)
+        MetricsServer::serve(listener, metrics)
     }
 
     /// Serves `metrics` on an already bound listener.
