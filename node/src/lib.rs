@@ -1,3 +1,4 @@
-//! The keyshard daemon and CLI: config, run loop, metrics, audit log (issue: gRPC node).
-//!
-//! Empty until its issue lands; see README.md.
+//! The keyshard daemon and CLI: the run loop that drives the core `Node` with a real clock,
+//! store and transport; configuration, metrics and the audit log.
+
+pub mod daemon;

@@ -224,6 +224,12 @@ impl Node {
         self.after_raft();
     }
 
+    /// Every voter's responsiveness score as this node sees it (at the leader: the cluster's
+    /// combined view; elsewhere: this node's own round trips), for status displays.
+    pub fn scores(&self) -> BTreeMap<ParticipantId, Rating> {
+        self.cluster_ratings()
+    }
+
     /// A fresh monitor for a new leadership (the grace period starts now).
     pub(super) fn reset_monitor(&mut self) {
         self.leadership.monitor = LeaderMonitor::new(self.cfg.monitor);
