@@ -1,11 +1,12 @@
-//! Building blocks of the `keyshard` daemon and CLI: the audit log, the config file, metrics
-//! and the CLI's output encodings. The run loop that drives `keyshard-core` with a transport and
-//! a store comes later and wires these together.
+//! The keyshard daemon and CLI: the run loop that drives the core `Node` with a real clock,
+//! store and transport ([`daemon`]); the audit log, the config file, metrics and the CLI's
+//! output encodings.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod audit;
 pub mod config;
+pub mod daemon;
 pub mod encoding;
 pub mod metrics;

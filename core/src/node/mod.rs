@@ -33,6 +33,8 @@
 //! Policy modules: [`select`] (seeded, health-weighted participant choice with cool-downs) and
 //! [`scoring`] (per-node rolling metrics and the debounced leader-transfer decision).
 
+mod leadership;
+mod membership;
 pub mod raft_wire;
 pub mod registry;
 pub mod scoring;
@@ -115,6 +117,17 @@ pub struct NodeConfig {
     pub result_cache: usize,
     /// Default key rotation interval (0 = off).
     pub rotation_interval: Duration,
+    /// This node is joining a running cluster: it is not in `members` (the cluster's bootstrap
+    /// list) and waits until an `AddMember` for it commits.
+    pub joining: bool,
+    /// How often every node probes every peer's responsiveness (and reports to the leader).
+    pub probe_interval: Duration,
+    /// A probe unanswered this long counts as a timeout.
+    pub probe_timeout: Duration,
+    /// How responsiveness is scored.
+    pub scoring: scoring::ScoringConfig,
+    /// When a lagging leader hands over (margin, sustain window, debounce, evidence).
+    pub monitor: scoring::MonitorConfig,
 }
 
 impl NodeConfig {
@@ -139,6 +152,11 @@ impl NodeConfig {
             max_attempts: 3,
             result_cache: 1024,
             rotation_interval: Duration::from_secs(24 * 3600),
+            joining: false,
+            probe_interval: Duration::from_secs(2),
+            probe_timeout: Duration::from_secs(5),
+            scoring: scoring::ScoringConfig::default(),
+            monitor: scoring::MonitorConfig::default(),
         }
     }
 }
@@ -168,6 +186,16 @@ pub enum Input<'a> {
         request_id: String,
         /// What.
         request: Request,
+    },
+    /// The driver's transport saw a peer go down (connection lost) or come back. A down peer
+    /// is not picked to sign and not handed leadership until it is up again.
+    PeerStatus {
+        /// When.
+        at: Instant,
+        /// The peer.
+        peer: ParticipantId,
+        /// Whether it is reachable.
+        up: bool,
     },
     /// A `Persist` batch is durable.
     Persisted {
@@ -232,6 +260,25 @@ pub enum Event {
         /// The version.
         version: KeyVersion,
     },
+    /// This leader lagged the best follower for the sustain window and asked Raft to hand
+    /// leadership to `to`.
+    LeaderTransfer {
+        /// The lagging leader (this node).
+        from: ParticipantId,
+        /// The follower chosen.
+        to: ParticipantId,
+        /// The scores behind the decision.
+        reason: String,
+    },
+    /// Cluster membership changed (the driver updates its transport's peer list).
+    MembershipChanged {
+        /// Members and roles.
+        members: BTreeMap<ParticipantId, NodeRole>,
+        /// Addresses of members added at run time.
+        addresses: BTreeMap<ParticipantId, String>,
+    },
+    /// This node was removed from the cluster and erased its shares; the driver may stop it.
+    Removed,
     /// A committed log entry could not be decoded and was skipped (a bug or a corrupt leader).
     BadLogEntry {
         /// Its index.
@@ -377,6 +424,14 @@ pub struct Node {
     metrics: BTreeMap<ParticipantId, scoring::NodeMetrics>,
     /// Nodes cooling down after blame or repeated timeouts.
     exclusions: select::Exclusions,
+    /// Peers the transport reports unreachable.
+    down: BTreeSet<ParticipantId>,
+    /// Probes, health reports and the leader-transfer monitor.
+    leadership: leadership::Leadership,
+    /// Membership requests waiting for the one in flight (leader).
+    membership_queue: VecDeque<(ParticipantId, String, registry::MembershipChange)>,
+    /// The membership request proposed and not yet applied (leader).
+    membership_pending: Option<String>,
     /// Counters, for metrics and tests.
     pub stats: NodeStats,
 }
@@ -394,6 +449,8 @@ pub struct NodeStats {
     pub refused: u64,
     /// Highest number of DKG tasks running at once, as seen by this node's registry.
     pub max_running_dkg: usize,
+    /// Leadership transfers this node decided as a lagging leader.
+    pub leader_transfers: u64,
 }
 
 fn pid_of(raft_id: u64) -> Option<ParticipantId> {
@@ -410,11 +467,28 @@ impl Node {
         seed: Seed,
         now: Instant,
     ) -> Result<Node, NodeError> {
-        if !cfg.members.contains_key(&cfg.id) {
-            return Err(NodeError::BadConfig(format!(
-                "node {} is not in the member list",
-                cfg.id
-            )));
+        match (cfg.members.contains_key(&cfg.id), cfg.joining) {
+            (false, false) => {
+                return Err(NodeError::BadConfig(format!(
+                    "node {} is not in the member list (set joining to join a running cluster)",
+                    cfg.id
+                )))
+            }
+            (true, true) => {
+                return Err(NodeError::BadConfig(format!(
+                    "node {} is joining but already in the bootstrap member list",
+                    cfg.id
+                )))
+            }
+            _ => {}
+        }
+        if cfg.members.is_empty() {
+            return Err(NodeError::BadConfig("the member list is empty".into()));
+        }
+        if cfg.probe_interval.is_zero() || cfg.probe_timeout < cfg.probe_interval {
+            return Err(NodeError::BadConfig(
+                "probe_interval must be positive and probe_timeout at least probe_interval".into(),
+            ));
         }
         if cfg.election_ticks <= cfg.heartbeat_ticks || cfg.heartbeat_ticks == 0 {
             return Err(NodeError::BadConfig(
@@ -514,6 +588,13 @@ impl Node {
             rotation: RotationSchedule::new(DEFAULT_RETRY_AFTER),
             metrics: BTreeMap::new(),
             exclusions: select::Exclusions::new(select::ExclusionConfig::default()),
+            down: BTreeSet::new(),
+            leadership: leadership::Leadership::new(
+                scoring::LeaderMonitor::new(cfg.monitor),
+                now.saturating_add(cfg.probe_interval),
+            ),
+            membership_queue: VecDeque::new(),
+            membership_pending: None,
             stats: NodeStats::default(),
             cfg,
             raw,
@@ -565,7 +646,7 @@ impl Node {
 
     /// The earliest time the node needs a `Timeout` input.
     pub fn poll_timeout(&self) -> Instant {
-        let mut t = self.next_tick;
+        let mut t = self.next_tick.min(self.leadership.poll_timeout());
         for live in self.sessions.values() {
             if let Some(d) = live.session.deadline() {
                 t = t.min(d);
@@ -604,6 +685,14 @@ impl Node {
             Input::Persisted { at, token } => {
                 self.now = self.now.max(at);
                 self.on_persisted(token)?;
+            }
+            Input::PeerStatus { at, peer, up } => {
+                self.now = self.now.max(at);
+                if up {
+                    self.down.remove(&peer);
+                } else if peer != self.cfg.id {
+                    self.down.insert(peer);
+                }
             }
         }
         self.process_ready();
@@ -829,6 +918,11 @@ impl Node {
                     self.start_dkg_session(task, attempt);
                 }
             }
+            Applied::Membership {
+                request_id,
+                change,
+                result,
+            } => self.on_membership_applied(request_id, change, result),
             Applied::Finished(task) => {
                 if let Replicated::Complete { attempt, .. }
                 | Replicated::CompleteReshare { attempt, .. }
@@ -853,6 +947,7 @@ impl Node {
         match cmd {
             Replicated::Submit { spec, .. } => Some(spec.key.clone()),
             Replicated::SubmitReshare { key, .. } => Some(key.clone()),
+            Replicated::ChangeMembership { .. } => None,
             Replicated::Begin { task, .. }
             | Replicated::Complete { task, .. }
             | Replicated::CompleteReshare { task, .. }
@@ -1012,7 +1107,10 @@ impl Node {
         self.reshare_tests.clear();
         self.testing.clear();
         self.rebuild_rotation();
+        self.membership_pending = None;
+        self.membership_queue.clear();
         if self.is_leader() {
+            self.reset_monitor();
             self.schedule_dkg();
         }
         // Participants re-send their DKG reports to the new leader.
@@ -1025,12 +1123,13 @@ impl Node {
                     self.send(leader, &r);
                 }
             }
-            // Requests waiting for a leader, and signing requests in flight, go (again) to it.
+            // Requests waiting for a leader, and every request in flight, go (again) to it: the
+            // old leader may have dropped them. Safe, since request ids make them idempotent.
             let parked: Vec<_> = self.unrouted.drain(..).collect();
             let resend: Vec<(String, Request)> = self
                 .waiters
                 .iter()
-                .filter(|(_, w)| matches!(w.request, Request::Sign { .. }))
+                .filter(|(id, _)| !parked.iter().any(|(p, _)| p == *id))
                 .map(|(id, w)| (id.clone(), w.request.clone()))
                 .collect();
             for (id, req) in parked.into_iter().chain(resend) {
@@ -1100,8 +1199,11 @@ impl Node {
             } else {
                 spec.participants.clone()
             };
-            let participants: BTreeSet<ParticipantId> =
-                base.difference(&excluded).copied().collect();
+            let participants: BTreeSet<ParticipantId> = base
+                .difference(&excluded)
+                .copied()
+                .filter(|p| self.registry.members.contains_key(p))
+                .collect();
             let cmd = if participants.len() < usize::from(spec.threshold.max(2)) {
                 Replicated::Fail {
                     task,
@@ -1154,8 +1256,12 @@ impl Node {
                 "new members {blamed:?} were blamed in an earlier attempt"
             ));
         }
-        let dealers: BTreeSet<ParticipantId> =
-            record.participants.difference(excluded).copied().collect();
+        let dealers: BTreeSet<ParticipantId> = record
+            .participants
+            .difference(excluded)
+            .copied()
+            .filter(|p| self.registry.members.contains_key(p) && !self.down.contains(p))
+            .collect();
         if dealers.len() < usize::from(record.threshold) {
             return fail(format!(
                 "only {} eligible dealers for threshold {}",
@@ -1918,6 +2024,23 @@ impl Node {
             });
         }
         self.poll_rotation();
+        let round_due = self.leadership.poll_timeout() <= now;
+        self.poll_leadership();
+        if round_due {
+            self.resend_reports();
+        }
+    }
+
+    /// Re-sends this node's pending DKG/reshare reports to the leader: a report lost in transit
+    /// must not leave a task waiting until the next leader change. The leader ignores duplicates.
+    fn resend_reports(&mut self) {
+        let Some(leader) = self.leader.filter(|l| *l != self.cfg.id) else {
+            return;
+        };
+        let reports: Vec<NodeMessage> = self.my_reports.values().cloned().collect();
+        for r in reports {
+            self.send(leader, &r);
+        }
     }
 
     // ---------------------------------------------------------------------------------------
@@ -1925,7 +2048,11 @@ impl Node {
     // ---------------------------------------------------------------------------------------
 
     fn on_message(&mut self, from: ParticipantId, bytes: &[u8]) {
-        if !self.registry.members.contains_key(&from) {
+        // A joining node does not know the members added after bootstrap until the log reaches
+        // it, so it takes Raft traffic from any authenticated node until it is a member.
+        let joining = !self.registry.members.contains_key(&self.cfg.id);
+        let raft_while_joining = joining && bytes.first() == Some(&1);
+        if !self.registry.members.contains_key(&from) && !raft_while_joining {
             self.stats.refused += 1;
             self.event(Event::PeerMisbehaved {
                 peer: from,
@@ -1990,6 +2117,9 @@ impl Node {
                 attempt,
                 result,
             } => self.on_reshare_report(from, task, attempt, result),
+            NodeMessage::Probe { nonce } => self.send(from, &NodeMessage::ProbeReply { nonce }),
+            NodeMessage::ProbeReply { nonce } => self.on_probe_reply(from, nonce),
+            NodeMessage::HealthReport { ratings } => self.on_health_report(from, ratings),
         }
     }
 
@@ -2021,6 +2151,9 @@ impl Node {
                 .get(&request_id)
                 .and_then(|t| self.task_result(*t)),
             Request::Sign { .. } => self.sign_results.get(&request_id).cloned(),
+            Request::AddMember { .. } | Request::RemoveMember { .. } => {
+                self.membership_result(&request_id)
+            }
         };
         if let Some(result) = known {
             self.event(Event::Completed { request_id, result });
@@ -2238,6 +2371,16 @@ impl Node {
                 self.sign_queue.push_back(job);
                 self.schedule_sign();
             }
+            Request::AddMember { id, role, address } => self.on_membership_request(
+                origin,
+                request_id,
+                registry::MembershipChange::Add { id, role, address },
+            ),
+            Request::RemoveMember { id } => self.on_membership_request(
+                origin,
+                request_id,
+                registry::MembershipChange::Remove { id },
+            ),
         }
     }
 
@@ -2267,7 +2410,11 @@ impl Node {
             .participants
             .iter()
             .copied()
-            .filter(|p| !job.excluded.contains(p))
+            .filter(|p| {
+                !job.excluded.contains(p)
+                    && !self.down.contains(p)
+                    && self.registry.members.contains_key(p)
+            })
             .collect();
         let weights = select::health_weights(&candidates, &self.metrics, self.now);
         let t = usize::from(record.threshold);
@@ -2568,6 +2715,15 @@ fn validate_request(request_id: &str, request: &Request) -> Result<(), String> {
                 }
             }
         }
+        Request::AddMember { address, .. } => {
+            if address.is_empty() || address.len() > registry::MAX_ADDRESS {
+                return Err(format!(
+                    "address must be 1 to {} bytes",
+                    registry::MAX_ADDRESS
+                ));
+            }
+        }
+        Request::RemoveMember { .. } => {}
         Request::Sign { messages, .. } => {
             if messages.is_empty() || messages.len() > crate::frost::sign::MAX_BATCH {
                 return Err(format!(

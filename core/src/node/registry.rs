@@ -17,6 +17,8 @@ use crate::scheme::Scheme;
 const MAX_PKP: usize = 64 * 1024;
 /// Request ids are 1 to 128 bytes.
 pub const MAX_REQUEST_ID: usize = 128;
+/// Longest peer address (`host:port`) kept for a member.
+pub const MAX_ADDRESS: usize = 256;
 
 /// What a cluster member is, from its certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -25,6 +27,52 @@ pub enum NodeRole {
     Tee,
     /// A node without TEE protection.
     Mesh,
+}
+
+impl NodeRole {
+    /// The wire and log tag.
+    pub const fn tag(self) -> u8 {
+        match self {
+            NodeRole::Tee => 1,
+            NodeRole::Mesh => 2,
+        }
+    }
+
+    /// The role with this tag.
+    pub const fn from_tag(tag: u8) -> Option<NodeRole> {
+        match tag {
+            1 => Some(NodeRole::Tee),
+            2 => Some(NodeRole::Mesh),
+            _ => None,
+        }
+    }
+
+    /// The name used in certificates and configuration (`tee`, `mesh`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            NodeRole::Tee => "tee",
+            NodeRole::Mesh => "mesh",
+        }
+    }
+}
+
+/// A change of cluster membership (applied as a Raft configuration change).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// A node joins as a voter.
+    Add {
+        /// Its id.
+        id: ParticipantId,
+        /// Its role.
+        role: NodeRole,
+        /// Where peers reach it.
+        address: String,
+    },
+    /// A node leaves.
+    Remove {
+        /// Its id.
+        id: ParticipantId,
+    },
 }
 
 /// A key in the registry.
@@ -195,6 +243,15 @@ pub enum Replicated {
         /// Why.
         reason: String,
     },
+    /// A client (an admin) asked to add or remove a node.
+    ChangeMembership {
+        /// Idempotency key.
+        request_id: String,
+        /// Who asked.
+        origin: ParticipantId,
+        /// The change.
+        change: MembershipChange,
+    },
 }
 
 /// What applying a command changed.
@@ -220,6 +277,15 @@ pub enum Applied {
         /// The failed attempt.
         attempt: u32,
     },
+    /// A membership request was decided: `Ok` means the change is in effect.
+    Membership {
+        /// Its request id.
+        request_id: String,
+        /// The change that was asked for.
+        change: MembershipChange,
+        /// Applied, or why not.
+        result: Result<(), String>,
+    },
 }
 
 /// The replicated state.
@@ -233,6 +299,10 @@ pub struct Registry {
     pub tasks: BTreeMap<u64, TaskRecord>,
     /// Request id to task id.
     pub requests: BTreeMap<String, u64>,
+    /// Peer addresses of members added at run time (initial members' come from configuration).
+    pub addresses: BTreeMap<ParticipantId, String>,
+    /// How each membership request ended, by request id.
+    pub membership_requests: BTreeMap<String, Result<(), String>>,
     next_task: u64,
     max_attempts: u32,
     default_rotation_ms: u64,
@@ -537,11 +607,80 @@ impl Registry {
                     }
                 }
             }
+            Replicated::ChangeMembership {
+                request_id, change, ..
+            } => {
+                if self.membership_requests.contains_key(request_id) {
+                    return Applied::Nothing;
+                }
+                let result = self.change_membership(change);
+                self.membership_requests
+                    .insert(request_id.clone(), result.clone());
+                Applied::Membership {
+                    request_id: request_id.clone(),
+                    change: change.clone(),
+                    result,
+                }
+            }
         }
+    }
+
+    /// Whether `change` may apply now, and why not. The same check runs at the leader before
+    /// proposing (a fast answer) and on apply (the state may have moved in between).
+    pub fn check_membership(&self, change: &MembershipChange) -> Result<(), String> {
+        match change {
+            MembershipChange::Add { id, address, .. } => {
+                if self.members.contains_key(id) {
+                    return Err(format!("node {id} is already a member"));
+                }
+                if address.is_empty() || address.len() > MAX_ADDRESS {
+                    return Err(format!("address must be 1 to {MAX_ADDRESS} bytes"));
+                }
+                Ok(())
+            }
+            MembershipChange::Remove { id } => {
+                if !self.members.contains_key(id) {
+                    return Err(format!("node {id} is not a member"));
+                }
+                if self.members.len() <= 1 {
+                    return Err("the last member cannot be removed".into());
+                }
+                for (key, k) in &self.keys {
+                    let left = k
+                        .participants
+                        .iter()
+                        .filter(|p| *p != id && self.members.contains_key(p))
+                        .count();
+                    if k.participants.contains(id) && left < usize::from(k.threshold) {
+                        return Err(format!(
+                            "key {key} would keep {left} holders, fewer than its threshold {}: \
+                             reshare it away from node {id} first",
+                            k.threshold
+                        ));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn change_membership(&mut self, change: &MembershipChange) -> Result<(), String> {
+        self.check_membership(change)?;
+        match change {
+            MembershipChange::Add { id, role, address } => {
+                self.members.insert(*id, *role);
+                self.addresses.insert(*id, address.clone());
+            }
+            MembershipChange::Remove { id } => {
+                self.members.remove(id);
+                self.addresses.remove(id);
+            }
+        }
+        Ok(())
     }
 }
 
-use super::wire::{read_ids, write_ids};
+use super::wire::{read_id, read_ids, read_role, write_ids};
 
 impl Replicated {
     /// The log encoding.
@@ -610,6 +749,21 @@ impl Replicated {
                 w.u8(4).u64(*task).u32(*attempt);
                 write_ids(&mut w, culprits);
                 w.str(reason);
+            }
+            Replicated::ChangeMembership {
+                request_id,
+                origin,
+                change,
+            } => {
+                w.u8(7).str(request_id).u16(origin.get());
+                match change {
+                    MembershipChange::Add { id, role, address } => {
+                        w.u8(1).u16(id.get()).u8(role.tag()).str(address);
+                    }
+                    MembershipChange::Remove { id } => {
+                        w.u8(2).u16(id.get());
+                    }
+                }
             }
         }
         w.finish()
@@ -680,6 +834,26 @@ impl Replicated {
                 public_key_package: r.bytes("public key package", MAX_PKP)?,
                 version: KeyVersion(r.u32("version")?),
                 at_ms: r.u64("at")?,
+            },
+            7 => Replicated::ChangeMembership {
+                request_id: r.str("request id", MAX_REQUEST_ID)?,
+                origin: read_id(&mut r)?,
+                change: match r.u8("membership change")? {
+                    1 => MembershipChange::Add {
+                        id: read_id(&mut r)?,
+                        role: read_role(&mut r)?,
+                        address: r.str("address", MAX_ADDRESS)?,
+                    },
+                    2 => MembershipChange::Remove {
+                        id: read_id(&mut r)?,
+                    },
+                    tag => {
+                        return Err(DecodeError::BadTag {
+                            what: "membership change",
+                            tag,
+                        })
+                    }
+                },
             },
             tag => {
                 return Err(DecodeError::BadTag {
@@ -755,6 +929,20 @@ mod tests {
                 version: KeyVersion(2),
                 at_ms: 60_000,
             },
+            Replicated::ChangeMembership {
+                request_id: "m1".into(),
+                origin: pid(1),
+                change: MembershipChange::Add {
+                    id: pid(9),
+                    role: NodeRole::Mesh,
+                    address: "10.0.0.9:7000".into(),
+                },
+            },
+            Replicated::ChangeMembership {
+                request_id: "m2".into(),
+                origin: pid(2),
+                change: MembershipChange::Remove { id: pid(3) },
+            },
         ];
         for c in cmds {
             assert_eq!(Replicated::decode(&c.encode()).unwrap(), c);
@@ -762,6 +950,66 @@ mod tests {
             bad.push(0);
             assert!(Replicated::decode(&bad).is_err());
         }
+    }
+
+    #[test]
+    fn membership_changes_apply_once_and_never_strand_a_key() {
+        let three: BTreeMap<_, _> = (1..=3).map(|i| (pid(i), NodeRole::Tee)).collect();
+        let mut r = Registry::new(three, 2, 0);
+        let change = |id: &str, change| Replicated::ChangeMembership {
+            request_id: id.into(),
+            origin: pid(1),
+            change,
+        };
+        let add4 = MembershipChange::Add {
+            id: pid(4),
+            role: NodeRole::Mesh,
+            address: "h:4".into(),
+        };
+        assert!(matches!(
+            r.apply(&change("a", add4.clone())),
+            Applied::Membership { result: Ok(()), .. }
+        ));
+        assert_eq!(r.members.get(&pid(4)), Some(&NodeRole::Mesh));
+        assert_eq!(r.addresses.get(&pid(4)).map(String::as_str), Some("h:4"));
+        // The same request again changes nothing; another request to add 4 is refused.
+        assert_eq!(r.apply(&change("a", add4.clone())), Applied::Nothing);
+        assert!(matches!(
+            r.apply(&change("a2", add4)),
+            Applied::Membership { result: Err(_), .. }
+        ));
+        // A 3-of-3 key among 1..3 pins its holders: removing one would strand it.
+        r.keys.insert(
+            KeyId::new("k").unwrap(),
+            KeyRecord {
+                scheme: Scheme::FrostEd25519,
+                threshold: 3,
+                participants: [pid(1), pid(2), pid(3)].into(),
+                public_key_package: vec![1],
+                version: KeyVersion(1),
+                rotation_interval_ms: 0,
+                last_rotated_ms: 0,
+            },
+        );
+        let refused = r.apply(&change("rm2", MembershipChange::Remove { id: pid(2) }));
+        let Applied::Membership {
+            result: Err(why), ..
+        } = refused
+        else {
+            panic!("removal should be refused: {refused:?}");
+        };
+        assert!(why.contains("key k would keep 2 holders"), "{why}");
+        assert!(r.members.contains_key(&pid(2)));
+        // Node 4 holds nothing: it may go.
+        assert!(matches!(
+            r.apply(&change("rm4", MembershipChange::Remove { id: pid(4) })),
+            Applied::Membership { result: Ok(()), .. }
+        ));
+        assert!(!r.members.contains_key(&pid(4)) && !r.addresses.contains_key(&pid(4)));
+        assert_eq!(
+            r.membership_requests.get("rm2").map(Result::is_err),
+            Some(true)
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Messages between nodes, in the core's own strict encoding.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::frost::sign::{MAX_BATCH, MAX_MESSAGE_BYTES};
@@ -9,7 +9,7 @@ use crate::persist::{KeyId, KeyVersion};
 use crate::scheme::Scheme;
 use crate::session::MAX_FRAME_BYTES;
 
-use super::registry::MAX_REQUEST_ID;
+use super::registry::{NodeRole, MAX_ADDRESS, MAX_REQUEST_ID};
 
 /// The largest node message accepted (a full signing batch plus framing).
 pub const MAX_MESSAGE: usize = 80 * 1024 * 1024;
@@ -67,6 +67,22 @@ pub enum Request {
         /// The new members.
         new_members: Option<BTreeSet<ParticipantId>>,
     },
+    /// Add a node to the cluster (a Raft configuration change). Its shares come later, from a
+    /// DKG or a reshare that names it.
+    AddMember {
+        /// The new node's id.
+        id: ParticipantId,
+        /// Its role (from its certificate).
+        role: NodeRole,
+        /// Where peers reach it (`host:port`), for the driver's transport.
+        address: String,
+    },
+    /// Remove a node from the cluster (a Raft configuration change). Refused while a key would
+    /// keep fewer holders than its threshold without it: reshare such keys first.
+    RemoveMember {
+        /// The node.
+        id: ParticipantId,
+    },
 }
 
 /// A successful answer.
@@ -100,6 +116,11 @@ pub enum Response {
         version: KeyVersion,
         /// The group public key (unchanged by a reshare).
         public_key: Vec<u8>,
+    },
+    /// A membership change committed: the members after it.
+    MembershipChanged {
+        /// Members and roles.
+        members: BTreeMap<ParticipantId, NodeRole>,
     },
 }
 
@@ -146,6 +167,35 @@ pub(crate) fn read_ids(r: &mut Reader<'_>) -> Result<BTreeSet<ParticipantId>, De
         let id = ParticipantId::new(r.u16("id")?).ok_or(DecodeError::Invalid("id 0"))?;
         if !out.insert(id) {
             return Err(DecodeError::Invalid("duplicate id"));
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn read_id(r: &mut Reader<'_>) -> Result<ParticipantId, DecodeError> {
+    ParticipantId::new(r.u16("id")?).ok_or(DecodeError::Invalid("id 0"))
+}
+
+pub(crate) fn read_role(r: &mut Reader<'_>) -> Result<NodeRole, DecodeError> {
+    let tag = r.u8("role")?;
+    NodeRole::from_tag(tag).ok_or(DecodeError::BadTag { what: "role", tag })
+}
+
+fn write_members(w: &mut Writer, members: &BTreeMap<ParticipantId, NodeRole>) {
+    w.count(members.len());
+    for (id, role) in members {
+        w.u16(id.get()).u8(role.tag());
+    }
+}
+
+fn read_members(r: &mut Reader<'_>) -> Result<BTreeMap<ParticipantId, NodeRole>, DecodeError> {
+    let n = r.count("members", 1024, 3)?;
+    let mut out = BTreeMap::new();
+    for _ in 0..n {
+        let id = read_id(r)?;
+        let role = read_role(r)?;
+        if out.insert(id, role).is_some() {
+            return Err(DecodeError::Invalid("duplicate member"));
         }
     }
     Ok(out)
@@ -199,6 +249,12 @@ impl Request {
                     write_ids(w, m);
                 }
             }
+            Request::AddMember { id, role, address } => {
+                w.u8(4).u16(id.get()).u8(role.tag()).str(address);
+            }
+            Request::RemoveMember { id } => {
+                w.u8(5).u16(id.get());
+            }
         }
     }
 
@@ -231,6 +287,12 @@ impl Request {
                     None
                 },
             },
+            4 => Request::AddMember {
+                id: read_id(r)?,
+                role: read_role(r)?,
+                address: r.str("address", MAX_ADDRESS)?,
+            },
+            5 => Request::RemoveMember { id: read_id(r)? },
             tag => {
                 return Err(DecodeError::BadTag {
                     what: "request",
@@ -274,6 +336,10 @@ fn write_result(w: &mut Writer, result: &Result<Response, RequestError>) {
             public_key,
         }) => {
             w.u8(3).str(key.as_str()).u32(version.0).bytes(public_key);
+        }
+        Ok(Response::MembershipChanged { members }) => {
+            w.u8(4);
+            write_members(w, members);
         }
         Err(RequestError::BadRequest(s)) => {
             w.u8(10).str(s);
@@ -323,6 +389,9 @@ fn read_result(r: &mut Reader<'_>) -> Result<Result<Response, RequestError>, Dec
             key: read_key(r)?,
             version: KeyVersion(r.u32("version")?),
             public_key: r.bytes("public key", 1024)?,
+        }),
+        4 => Ok(Response::MembershipChanged {
+            members: read_members(r)?,
         }),
         10 => Err(RequestError::BadRequest(r.str("reason", 1024)?)),
         11 => Err(RequestError::NoSuchKey(read_key(r)?)),
@@ -405,7 +474,36 @@ pub enum NodeMessage {
         /// The digest and public key package, or the culprits named.
         result: ReshareOutcome,
     },
+    /// A responsiveness probe; the peer answers with `ProbeReply` at once.
+    Probe {
+        /// Echoed back.
+        nonce: u64,
+    },
+    /// The answer to a `Probe`.
+    ProbeReply {
+        /// The probe's nonce.
+        nonce: u64,
+    },
+    /// From any node to the leader: how responsive it finds every peer (drives leader scoring).
+    HealthReport {
+        /// One rating per peer, ascending by peer id, no duplicates.
+        ratings: Vec<PeerRating>,
+    },
 }
+
+/// How one node rates a peer's responsiveness, in a health report to the leader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerRating {
+    /// The peer rated.
+    pub peer: ParticipantId,
+    /// Its score in parts per million (at most 1,000,000).
+    pub score_ppm: u32,
+    /// How many observations the score rests on.
+    pub samples: u32,
+}
+
+/// Most ratings in one health report (one per member).
+pub const MAX_RATINGS: usize = 1024;
 
 /// How a participant's reshare attempt ended.
 pub type ReshareOutcome = Result<([u8; 32], Vec<u8>), (String, BTreeSet<ParticipantId>)>;
@@ -482,6 +580,18 @@ impl NodeMessage {
                     }
                 }
             }
+            NodeMessage::Probe { nonce } => {
+                w.u8(8).u64(*nonce);
+            }
+            NodeMessage::ProbeReply { nonce } => {
+                w.u8(9).u64(*nonce);
+            }
+            NodeMessage::HealthReport { ratings } => {
+                w.u8(10).count(ratings.len());
+                for r in ratings {
+                    w.u16(r.peer.get()).u32(r.score_ppm).u32(r.samples);
+                }
+            }
         }
         w.finish()
     }
@@ -551,6 +661,32 @@ impl NodeMessage {
                     }
                 },
             },
+            8 => NodeMessage::Probe {
+                nonce: r.u64("nonce")?,
+            },
+            9 => NodeMessage::ProbeReply {
+                nonce: r.u64("nonce")?,
+            },
+            10 => {
+                let n = r.count("ratings", MAX_RATINGS, 10)?;
+                let mut ratings: Vec<PeerRating> = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let peer = read_id(&mut r)?;
+                    let score_ppm = r.u32("score")?;
+                    if score_ppm > 1_000_000 {
+                        return Err(DecodeError::Invalid("score above 1,000,000 ppm"));
+                    }
+                    if ratings.last().is_some_and(|l| l.peer >= peer) {
+                        return Err(DecodeError::Invalid("ratings not ascending by peer"));
+                    }
+                    ratings.push(PeerRating {
+                        peer,
+                        score_ppm,
+                        samples: r.u32("samples")?,
+                    });
+                }
+                NodeMessage::HealthReport { ratings }
+            }
             tag => {
                 return Err(DecodeError::BadTag {
                     what: "node message",
@@ -700,6 +836,40 @@ mod tests {
                 attempt: 2,
                 result: Err(("timeout".into(), [pid(4)].into())),
             },
+            NodeMessage::Forward {
+                request_id: "add".into(),
+                request: Request::AddMember {
+                    id: pid(6),
+                    role: NodeRole::Mesh,
+                    address: "127.0.0.1:7006".into(),
+                },
+            },
+            NodeMessage::Forward {
+                request_id: "rm".into(),
+                request: Request::RemoveMember { id: pid(2) },
+            },
+            NodeMessage::Reply {
+                request_id: "add".into(),
+                result: Ok(Response::MembershipChanged {
+                    members: [(pid(1), NodeRole::Tee), (pid(6), NodeRole::Mesh)].into(),
+                }),
+            },
+            NodeMessage::Probe { nonce: 9 },
+            NodeMessage::ProbeReply { nonce: 9 },
+            NodeMessage::HealthReport {
+                ratings: vec![
+                    PeerRating {
+                        peer: pid(1),
+                        score_ppm: 1_000_000,
+                        samples: 3,
+                    },
+                    PeerRating {
+                        peer: pid(4),
+                        score_ppm: 12,
+                        samples: 0,
+                    },
+                ],
+            },
         ];
         for m in msgs {
             let b = m.encode();
@@ -707,6 +877,23 @@ mod tests {
             let mut t = b.clone();
             t.push(0);
             assert!(NodeMessage::decode(&t).is_err());
+        }
+    }
+
+    #[test]
+    fn health_reports_must_be_ascending_and_in_range() {
+        let rating = |peer: u16, score_ppm: u32| PeerRating {
+            peer: pid(peer),
+            score_ppm,
+            samples: 1,
+        };
+        for bad in [
+            vec![rating(2, 5), rating(1, 5)],
+            vec![rating(2, 5), rating(2, 5)],
+            vec![rating(1, 1_000_001)],
+        ] {
+            let b = NodeMessage::HealthReport { ratings: bad }.encode();
+            assert!(NodeMessage::decode(&b).is_err());
         }
     }
 

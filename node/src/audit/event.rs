@@ -91,6 +91,25 @@ pub enum AuditEvent {
         /// The Raft term.
         term: u64,
     },
+    /// This leader handed leadership to a better-performing follower.
+    LeaderTransfer {
+        /// This node (the lagging leader).
+        from: u16,
+        /// The follower chosen.
+        to: u16,
+        /// The scores behind the decision.
+        reason: String,
+    },
+    /// Cluster membership changed (a committed Raft configuration change).
+    MembershipChanged {
+        /// The members after the change.
+        members: Vec<u16>,
+    },
+    /// This node was removed from the cluster and erased its shares.
+    NodeRemoved {
+        /// This node's id.
+        node: u16,
+    },
     /// The audit log itself ended in an incomplete line at start (a crash during an append) and
     /// that line was cut off before this event was appended. See the module docs.
     TornTailDropped {

@@ -9,13 +9,14 @@
 //! audit_log = "/var/log/keyshard/audit.log"   # default <data_dir>/audit.log
 //! log_level = "info"                    # error | warn | info | debug | trace
 //! rotation_interval = "24h"             # humantime; "0" = no automatic refresh
+//! joining = false                       # true: join a running cluster (this node not in [[peers]])
 //!
 //! [tls]
 //! ca_cert = "/etc/keyshard/ca.pem"
 //! node_cert = "/etc/keyshard/node1.pem"
 //! node_key = "/etc/keyshard/node1.key"
 //!
-//! [[peers]]                             # every member, this node included
+//! [[peers]]                             # the bootstrap members, this node included unless joining
 //! id = 1
 //! address = "node1.example:7001"        # host:port, ipv4:port or [ipv6]:port
 //! role = "tee"                          # tee | mesh
@@ -35,6 +36,10 @@
 //! reshare = 1                           # concurrent reshares / refreshes
 //! max_attempts = 3
 //! result_cache = 1024
+//!
+//! [probes]                              # peer responsiveness probes (leader scoring)
+//! interval = "2s"
+//! timeout = "5s"                        # at least the interval
 //! ```
 //!
 //! Defaults are those of `keyshard_core::node::NodeConfig::new`. Unknown fields are refused;
@@ -74,8 +79,10 @@ pub struct Config {
     pub node_id: ParticipantId,
     /// Where this node listens for peers and clients.
     pub listen: SocketAddr,
-    /// Every cluster member (this node included): address and role.
+    /// The cluster's bootstrap members (this node included unless `joining`): address and role.
     pub peers: BTreeMap<ParticipantId, Peer>,
+    /// This node joins a running cluster (it is not in `peers`; an `AddMember` admits it).
+    pub joining: bool,
     /// The node's data directory.
     pub data_dir: PathBuf,
     /// The store.
@@ -106,6 +113,10 @@ pub struct Config {
     pub result_cache: usize,
     /// Default automatic refresh interval (zero = off).
     pub rotation_interval: Duration,
+    /// How often peers' responsiveness is probed.
+    pub probe_interval: Duration,
+    /// When an unanswered probe counts as a timeout.
+    pub probe_timeout: Duration,
 }
 
 /// A cluster member.
@@ -259,6 +270,9 @@ impl Config {
         c.max_attempts = self.max_attempts;
         c.result_cache = self.result_cache;
         c.rotation_interval = self.rotation_interval;
+        c.joining = self.joining;
+        c.probe_interval = self.probe_interval;
+        c.probe_timeout = self.probe_timeout;
         c
     }
 }
@@ -355,11 +369,32 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             ));
         }
     }
-    if !peers.contains_key(&node_id) {
+    let joining = raw.joining.unwrap_or(false);
+    match (peers.contains_key(&node_id), joining) {
+        (false, false) => {
+            return Err(invalid(
+                "node_id",
+                raw.node_id,
+                "this node is not in [[peers]] (list every bootstrap member, this node included, \
+                 or set joining = true to join a running cluster)",
+            ))
+        }
+        (true, true) => {
+            return Err(invalid(
+                "joining",
+                "true",
+                format!(
+                    "node {node_id} is in [[peers]], the bootstrap members; a joining node is not"
+                ),
+            ))
+        }
+        _ => {}
+    }
+    if peers.is_empty() {
         return Err(invalid(
-            "node_id",
-            raw.node_id,
-            "this node is not in [[peers]] (list every member, this node included)",
+            "peers",
+            "[]",
+            "a joining node needs the running cluster's members",
         ));
     }
 
@@ -437,10 +472,34 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         true,
     )?;
 
+    let probe_interval = duration(
+        "probes.interval",
+        raw.probes.interval.as_deref(),
+        d.probe_interval,
+        false,
+    )?;
+    let probe_timeout = duration(
+        "probes.timeout",
+        raw.probes.timeout.as_deref(),
+        d.probe_timeout,
+        false,
+    )?;
+    if probe_timeout < probe_interval {
+        return Err(invalid(
+            "probes.timeout",
+            q(raw.probes.timeout.as_deref().unwrap_or("(default)")),
+            format!(
+                "must be at least probes.interval ({})",
+                humantime::format_duration(probe_interval)
+            ),
+        ));
+    }
+
     Ok(Config {
         node_id,
         listen,
         peers,
+        joining,
         data_dir,
         store,
         tls,
@@ -456,6 +515,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         max_attempts,
         result_cache,
         rotation_interval,
+        probe_interval,
+        probe_timeout,
     })
 }
 

@@ -24,11 +24,15 @@ pub struct RawConfig {
     #[serde(default)]
     pub rotation_interval: Option<String>,
     #[serde(default)]
+    pub joining: Option<bool>,
+    #[serde(default)]
     pub raft: RawRaft,
     #[serde(default)]
     pub timeouts: RawTimeouts,
     #[serde(default)]
     pub tasks: RawTasks,
+    #[serde(default)]
+    pub probes: RawProbes,
 }
 
 #[derive(Deserialize)]
@@ -70,4 +74,11 @@ pub struct RawTasks {
     pub reshare: Option<i64>,
     pub max_attempts: Option<i64>,
     pub result_cache: Option<i64>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbes {
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
 }

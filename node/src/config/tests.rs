@@ -83,6 +83,10 @@ fn a_minimal_config_gets_the_core_defaults() {
         (n.max_attempts, n.result_cache),
         (d.max_attempts, d.result_cache)
     );
+    assert_eq!(
+        (n.joining, n.probe_interval, n.probe_timeout),
+        (d.joining, d.probe_interval, d.probe_timeout)
+    );
     // The documented values, so a change in core shows up here too.
     assert_eq!(n.tick, Duration::from_millis(100));
     assert_eq!(n.rotation_interval, Duration::from_secs(24 * 3600));
@@ -129,6 +133,10 @@ sign = 128
 reshare = 2
 max_attempts = 5
 result_cache = 10
+
+[probes]
+interval = "1s"
+timeout = "3s"
 "#
     );
     let c = Config::from_toml_str(&text).unwrap();
@@ -139,6 +147,10 @@ result_cache = 10
     assert_eq!(n.request_timeout, Duration::from_secs(120));
     assert_eq!((n.limits.dkg, n.limits.sign, n.limits.reshare), (4, 128, 2));
     assert_eq!((n.max_attempts, n.result_cache), (5, 10));
+    assert_eq!(
+        (n.probe_interval, n.probe_timeout),
+        (Duration::from_secs(1), Duration::from_secs(3))
+    );
     assert_eq!(
         n.rotation_interval,
         Duration::from_secs(7 * 86400 + 12 * 3600)
@@ -211,12 +223,25 @@ fn duplicate_peer_addresses_are_refused() {
 }
 
 #[test]
-fn the_node_must_be_a_peer() {
+fn the_node_must_be_a_peer_unless_joining() {
     let (field, value, what) = invalid_field(&minimal().replace("node_id = 2", "node_id = 4"));
     assert_eq!((field.as_str(), value.as_str()), ("node_id", "4"));
     assert!(what.contains("not in [[peers]]"), "{what}");
     let no_peers = format!("node_id = 1\nlisten = \"0.0.0.0:1\"\ndata_dir = \"d\"\n{TLS}");
     assert_eq!(invalid_field(&no_peers).0, "node_id");
+
+    // Joining: the node is not among the bootstrap members, and there must be some.
+    let joining = minimal().replace("node_id = 2", "node_id = 4\njoining = true");
+    let c = Config::from_toml_str(&joining).unwrap();
+    let n = c.to_node_config();
+    assert!(n.joining);
+    assert!(!n.members.contains_key(&n.id));
+    let (field, value, what) = invalid_field(&with("joining = true"));
+    assert_eq!((field.as_str(), value.as_str()), ("joining", "true"));
+    assert!(what.contains("node 2 is in [[peers]]"), "{what}");
+    let alone =
+        format!("node_id = 1\njoining = true\nlisten = \"0.0.0.0:1\"\ndata_dir = \"d\"\n{TLS}");
+    assert_eq!(invalid_field(&alone).0, "peers");
 }
 
 #[test]
@@ -325,6 +350,18 @@ fn bad_durations_are_refused() {
             "rotation_interval",
             "\"daily\"",
             "not a duration",
+        ),
+        (
+            with_table("[probes]\ninterval = \"0\""),
+            "probes.interval",
+            "\"0\"",
+            "positive",
+        ),
+        (
+            with_table("[probes]\ntimeout = \"1s\""),
+            "probes.timeout",
+            "\"1s\"",
+            "at least probes.interval (2s)",
         ),
     ] {
         let (f, v, what) = invalid_field(&text);

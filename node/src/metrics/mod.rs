@@ -2,7 +2,7 @@
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `keyshard_tasks_total` | counter | `type` (dkg, sign, reshare), `outcome` (ok, failed, timed_out, refused) |
+//! | `keyshard_tasks_total` | counter | `type` (dkg, sign, reshare, membership), `outcome` (ok, failed, timed_out, refused) |
 //! | `keyshard_task_duration_seconds` | histogram (1 ms .. 131 s) | `type` |
 //! | `keyshard_leader_changes_total` | counter | |
 //! | `keyshard_leader` | gauge: the leader's node id, 0 when unknown | |
@@ -39,6 +39,8 @@ pub enum TaskType {
     Sign,
     /// Resharing or refresh.
     Reshare,
+    /// Adding or removing a cluster member.
+    Membership,
 }
 
 impl TaskType {
@@ -48,6 +50,7 @@ impl TaskType {
             Request::CreateKey { .. } => TaskType::Dkg,
             Request::Sign { .. } => TaskType::Sign,
             Request::Reshare { .. } => TaskType::Reshare,
+            Request::AddMember { .. } | Request::RemoveMember { .. } => TaskType::Membership,
         }
     }
 
@@ -56,6 +59,7 @@ impl TaskType {
             TaskType::Dkg => "dkg",
             TaskType::Sign => "sign",
             TaskType::Reshare => "reshare",
+            TaskType::Membership => "membership",
         }
     }
 }

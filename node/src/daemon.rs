@@ -1,0 +1,332 @@
+//! The run loop: one task owns the core `Node` and drives it with real time, a real store and a
+//! real transport. It holds no protocol logic: it feeds inputs, drains outputs, makes persist
+//! batches durable before acknowledging them, and answers clients from the node's events.
+//!
+//! ```text
+//!  transport ──Peer/PeerStatus──┐
+//!  client API ──Client/Query────┼─> mpsc ─> run loop ─> Node::handle_input
+//!  timer (poll_timeout) ────────┘                          │
+//!        Transmit ─> PeerSink::send  <──────────────────────┤ poll_output
+//!        Persist  ─> Store::apply (blocking pool) ─> Input::Persisted
+//!        Event    ─> EventSink (audit, metrics, logs) + answers to waiting clients
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant as StdInstant, SystemTime, UNIX_EPOCH};
+
+use keyshard_core::ids::ParticipantId;
+use keyshard_core::node::{Event, Input, Node, Output, Request, RequestError, Response};
+use keyshard_core::persist::{KeyId, KeyVersion, SecretBytes};
+use keyshard_core::time::Instant;
+use keyshard_store::{Store, StoreError};
+use tokio::sync::{mpsc, oneshot};
+
+/// How a daemon sends bytes to a peer node. Must not block: a full queue drops the message (the
+/// core's protocols time out and retry).
+pub trait PeerSink: Send + Sync {
+    /// Queues `bytes` for `to`.
+    fn send(&self, to: ParticipantId, bytes: Vec<u8>);
+    /// Membership changed: peers added at run time and their addresses.
+    fn update_peers(&self, addresses: &BTreeMap<ParticipantId, String>);
+}
+
+/// Receives every event the node emits (audit log, metrics, logs).
+pub trait EventSink: Send {
+    /// One event.
+    fn on_event(&mut self, event: &Event);
+    /// A persist batch took this long to become durable.
+    fn on_persist(&mut self, _took: StdDuration) {}
+}
+
+/// An answer to a client.
+pub type Answer = Result<Response, RequestError>;
+
+/// What the run loop is asked to do.
+pub enum Command {
+    /// Bytes from an authenticated peer.
+    Peer {
+        /// The sender (from its certificate).
+        from: ParticipantId,
+        /// Untrusted bytes.
+        bytes: Vec<u8>,
+    },
+    /// The transport saw a peer go down or come up.
+    PeerStatus {
+        /// The peer.
+        peer: ParticipantId,
+        /// Reachable?
+        up: bool,
+    },
+    /// A client request, answered on `reply`.
+    Client {
+        /// The idempotency key.
+        request_id: String,
+        /// What.
+        request: Request,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Answer>,
+    },
+    /// A read-only look at the node (status, registry), run between inputs.
+    Query(Box<dyn FnOnce(&Node) + Send>),
+    /// Stop the loop.
+    Shutdown,
+}
+
+/// A cloneable handle to a running daemon.
+#[derive(Clone)]
+pub struct DaemonHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+/// The daemon stopped (or is stopping).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stopped;
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the node is shutting down")
+    }
+}
+
+impl DaemonHandle {
+    /// Sends a command (waits if the loop's queue is full: back-pressure on clients and peers).
+    pub async fn send(&self, cmd: Command) -> Result<(), Stopped> {
+        self.tx.send(cmd).await.map_err(|_| Stopped)
+    }
+
+    /// Submits a client request and waits for its answer.
+    pub async fn request(&self, request_id: String, request: Request) -> Result<Answer, Stopped> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Client {
+            request_id,
+            request,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| Stopped)
+    }
+
+    /// Runs `f` on the node and returns its result.
+    pub async fn query<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Node) -> T + Send + 'static,
+    ) -> Result<T, Stopped> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Query(Box::new(move |n| {
+            let _ = tx.send(f(n));
+        })))
+        .await?;
+        rx.await.map_err(|_| Stopped)
+    }
+}
+
+/// Maps the core's virtual milliseconds to real time: Unix milliseconds at start plus a
+/// monotonic elapsed time, so all nodes share a time base (rotation times in the registry are
+/// the leader's clock) and a wall-clock jump never moves time backwards.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    start: StdInstant,
+    start_ms: u64,
+}
+
+impl Clock {
+    /// A clock anchored now.
+    pub fn new() -> Self {
+        let start_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        Clock {
+            start: StdInstant::now(),
+            start_ms,
+        }
+    }
+
+    /// Now, as the core counts time.
+    pub fn now(&self) -> Instant {
+        let elapsed = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Instant::from_millis(self.start_ms.saturating_add(elapsed))
+    }
+
+    /// The real instant of a core deadline.
+    pub fn to_std(&self, t: Instant) -> StdInstant {
+        let ms = t.as_millis().saturating_sub(self.start_ms);
+        // Cap far-future deadlines (an idle node) at a day: the loop just wakes and re-arms.
+        self.start + StdDuration::from_millis(ms.min(86_400_000))
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+/// Loads every share the store holds, for `Node::new`.
+pub fn load_shares(
+    store: &dyn Store,
+    versions: &BTreeMap<KeyId, Vec<KeyVersion>>,
+) -> Result<BTreeMap<(KeyId, KeyVersion), SecretBytes>, StoreError> {
+    let mut shares = BTreeMap::new();
+    for (key, vs) in versions {
+        for v in vs {
+            if let Some(s) = store.get_share(key, *v)? {
+                shares.insert((key.clone(), *v), s);
+            }
+        }
+    }
+    Ok(shares)
+}
+
+/// Why the loop stopped.
+#[derive(Debug)]
+pub enum RunError {
+    /// The store failed; the node cannot continue without risking lost or inconsistent data.
+    Store(StoreError),
+    /// The node reported misuse by this driver (a bug).
+    Node(String),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Store(e) => write!(f, "store failure, stopping the node: {e}"),
+            RunError::Node(e) => write!(f, "internal error, stopping the node: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// The run loop's state.
+pub struct Daemon {
+    node: Node,
+    store: Arc<dyn Store>,
+    peers: Arc<dyn PeerSink>,
+    events: Box<dyn EventSink>,
+    clock: Clock,
+    waiting: BTreeMap<String, Vec<oneshot::Sender<Answer>>>,
+}
+
+/// Queue depth of the loop's input channel.
+pub const INPUT_QUEUE: usize = 4096;
+
+impl Daemon {
+    /// A daemon around a built node, and the handle to talk to it.
+    pub fn new(
+        node: Node,
+        store: Arc<dyn Store>,
+        peers: Arc<dyn PeerSink>,
+        events: Box<dyn EventSink>,
+        clock: Clock,
+    ) -> (Daemon, DaemonHandle, mpsc::Receiver<Command>) {
+        let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+        (
+            Daemon {
+                node,
+                store,
+                peers,
+                events,
+                clock,
+                waiting: BTreeMap::new(),
+            },
+            DaemonHandle { tx },
+            rx,
+        )
+    }
+
+    /// Runs until `Shutdown`, all handles dropped, or a fatal error.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Command>) -> Result<(), RunError> {
+        self.drain().await?;
+        loop {
+            let deadline = self.clock.to_std(self.node.poll_timeout());
+            let cmd = tokio::select! {
+                cmd = rx.recv() => cmd,
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    let now = self.clock.now();
+                    self.input(Input::Timeout { now })?;
+                    self.drain().await?;
+                    continue;
+                }
+            };
+            let Some(cmd) = cmd else {
+                return Ok(());
+            };
+            let at = self.clock.now();
+            match cmd {
+                Command::Peer { from, bytes } => self.input(Input::Message {
+                    at,
+                    from,
+                    bytes: &bytes,
+                })?,
+                Command::PeerStatus { peer, up } => {
+                    self.input(Input::PeerStatus { at, peer, up })?
+                }
+                Command::Client {
+                    request_id,
+                    request,
+                    reply,
+                } => {
+                    self.waiting
+                        .entry(request_id.clone())
+                        .or_default()
+                        .push(reply);
+                    self.input(Input::Client {
+                        at,
+                        request_id,
+                        request,
+                    })?;
+                }
+                Command::Query(f) => f(&self.node),
+                Command::Shutdown => {
+                    tracing::info!("shutting down");
+                    return Ok(());
+                }
+            }
+            self.drain().await?;
+        }
+    }
+
+    fn input(&mut self, input: Input<'_>) -> Result<(), RunError> {
+        self.node
+            .handle_input(input)
+            .map_err(|e| RunError::Node(e.to_string()))
+    }
+
+    /// Drains every output; persist batches are made durable, in order, before `Persisted`.
+    async fn drain(&mut self) -> Result<(), RunError> {
+        while let Some(out) = self.node.poll_output() {
+            match out {
+                Output::Transmit { to, bytes } => self.peers.send(to, bytes),
+                Output::Persist(batch) => {
+                    let store = Arc::clone(&self.store);
+                    let started = StdInstant::now();
+                    let token = batch.token;
+                    let result = tokio::task::spawn_blocking(move || store.apply(&batch))
+                        .await
+                        .map_err(|e| RunError::Node(format!("store task: {e}")))?;
+                    result.map_err(RunError::Store)?;
+                    self.events.on_persist(started.elapsed());
+                    let at = self.clock.now();
+                    self.input(Input::Persisted { at, token })?;
+                }
+                Output::Event(event) => self.on_event(event),
+            }
+        }
+        Ok(())
+    }
+
+    fn on_event(&mut self, event: Event) {
+        self.events.on_event(&event);
+        match event {
+            Event::Completed { request_id, result } => {
+                for reply in self.waiting.remove(&request_id).unwrap_or_default() {
+                    let _ = reply.send(result.clone());
+                }
+            }
+            Event::MembershipChanged { addresses, .. } => self.peers.update_peers(&addresses),
+            _ => {}
+        }
+    }
+}
