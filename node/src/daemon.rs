@@ -33,8 +33,10 @@ pub trait PeerSink: Send + Sync {
 
 /// Receives every event the node emits (audit log, metrics, logs).
 pub trait EventSink: Send {
-    /// One event.
-    fn on_event(&mut self, event: &Event);
+    /// One event, with the node that emitted it (for registry lookups).
+    fn on_event(&mut self, node: &Node, event: &Event);
+    /// A client request arrived at this node.
+    fn on_request(&mut self, _request_id: &str, _request: &Request) {}
     /// A persist batch took this long to become durable.
     fn on_persist(&mut self, _took: StdDuration) {}
 }
@@ -268,6 +270,7 @@ impl Daemon {
                     request,
                     reply,
                 } => {
+                    self.events.on_request(&request_id, &request);
                     self.waiting
                         .entry(request_id.clone())
                         .or_default()
@@ -318,7 +321,7 @@ impl Daemon {
     }
 
     fn on_event(&mut self, event: Event) {
-        self.events.on_event(&event);
+        self.events.on_event(&self.node, &event);
         match event {
             Event::Completed { request_id, result } => {
                 for reply in self.waiting.remove(&request_id).unwrap_or_default() {

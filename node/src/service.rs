@@ -1,0 +1,245 @@
+//! Booting a node from its configuration: the store (sled by default, MongoDB if configured), the
+//! sealing key, the restored core `Node`, and the event sink that feeds the audit log, the
+//! metrics and the logs.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant as StdInstant;
+
+use keyshard_core::node::{Event, Node, Request, RequestError, Response};
+use keyshard_core::persist::KeyVersion;
+use keyshard_core::rng::Seed;
+use keyshard_store::{FileSealer, Sealer, Store, StoreError};
+
+use crate::audit::{AuditEvent, SharedAuditLog};
+use crate::config::{Config, StoreConfig};
+use crate::daemon::{load_shares, Clock, EventSink};
+use crate::metrics::{Metrics, Outcome, TaskType};
+
+/// Why a node could not start.
+#[derive(Debug)]
+pub enum BootError {
+    /// The data directory could not be created.
+    DataDir(String),
+    /// The store could not be opened or read.
+    Store(StoreError),
+    /// The restored state or the configuration was refused by the core.
+    Node(String),
+    /// The OS could not supply randomness for the node's seed.
+    Randomness(String),
+}
+
+impl std::fmt::Display for BootError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BootError::DataDir(e) => write!(f, "data dir: {e}"),
+            BootError::Store(e) => write!(f, "store: {e}"),
+            BootError::Node(e) => write!(f, "node: {e}"),
+            BootError::Randomness(e) => write!(f, "no OS randomness for the node seed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BootError {}
+
+/// Opens the configured store; the sealing key lives in `<data_dir>/sealing.key` (0600). A TEE
+/// deployment replaces this `FileSealer` with a sealer bound to the enclave's sealing key.
+pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, BootError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        BootError::DataDir(format!("cannot create {}: {e}", config.data_dir.display()))
+    })?;
+    let sealer: Arc<dyn Sealer> = Arc::new(
+        FileSealer::open_or_create(config.data_dir.join("sealing.key"))
+            .map_err(BootError::Store)?,
+    );
+    let node = config.node_id.to_string();
+    Ok(match &config.store {
+        StoreConfig::Sled { path } => {
+            Arc::new(keyshard_sled::SledStore::open(path, &node, sealer).map_err(BootError::Store)?)
+        }
+        StoreConfig::Mongo(uri) => Arc::new(
+            keyshard_mongo::MongoStore::open(
+                uri.expose(),
+                &format!("keyshard_node_{node}"),
+                &node,
+                sealer,
+            )
+            .map_err(BootError::Store)?,
+        ),
+    })
+}
+
+/// Restores the core node from the store, with a fresh seed from the OS.
+pub fn boot_node(config: &Config, store: &dyn Store, clock: &Clock) -> Result<Node, BootError> {
+    let restored = store.restore().map_err(BootError::Store)?;
+    let shares = load_shares(store, &restored.share_versions).map_err(BootError::Store)?;
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).map_err(|e| BootError::Randomness(e.to_string()))?;
+    Node::new(
+        config.to_node_config(),
+        restored,
+        shares,
+        Seed::from_bytes(seed),
+        clock.now(),
+    )
+    .map_err(|e| BootError::Node(e.to_string()))
+}
+
+/// Feeds node events to the audit log, the metrics and the logs.
+pub struct NodeEvents {
+    audit: SharedAuditLog,
+    metrics: Arc<Metrics>,
+    /// When each client request this node received started, and its type (for metrics).
+    started: BTreeMap<String, (StdInstant, TaskType)>,
+}
+
+impl NodeEvents {
+    /// A sink writing to `audit` and `metrics`.
+    pub fn new(audit: SharedAuditLog, metrics: Arc<Metrics>) -> Self {
+        NodeEvents {
+            audit,
+            metrics,
+            started: BTreeMap::new(),
+        }
+    }
+}
+
+impl NodeEvents {
+    fn request_started(&mut self, request_id: &str, request: &Request) {
+        if self.started.len() < 100_000 {
+            self.started
+                .entry(request_id.to_string())
+                .or_insert_with(|| (StdInstant::now(), TaskType::of(request)));
+        }
+    }
+
+    fn audit(&self, event: AuditEvent) {
+        if let Err(e) = self.audit.append(&event) {
+            // An unwritable audit log is an operator emergency, but stopping key custody for it
+            // would turn a disk problem into an outage; say it loudly on every event instead.
+            tracing::error!(error = %e, "could not append to the audit log");
+        }
+    }
+}
+
+impl EventSink for NodeEvents {
+    fn on_request(&mut self, request_id: &str, request: &Request) {
+        self.request_started(request_id, request);
+    }
+
+    fn on_event(&mut self, node: &Node, event: &Event) {
+        self.metrics.observe(event);
+        match event {
+            Event::LeaderChanged { leader, term } => {
+                tracing::info!(leader = ?leader.map(|l| l.get()), term, "leader changed");
+                self.audit(AuditEvent::LeaderChanged {
+                    leader: leader.map(|l| l.get()),
+                    term: *term,
+                });
+            }
+            Event::LeaderTransfer { from, to, reason } => {
+                tracing::warn!(from = from.get(), to = to.get(), %reason, "handing leadership over");
+                self.audit(AuditEvent::LeaderTransfer {
+                    from: from.get(),
+                    to: to.get(),
+                    reason: reason.clone(),
+                });
+            }
+            Event::Completed { request_id, result } => {
+                if let Some((at, task)) = self.started.remove(request_id) {
+                    self.metrics
+                        .task_finished(task, Outcome::of(result), at.elapsed());
+                }
+                match result {
+                    Ok(Response::Signed {
+                        key,
+                        version,
+                        signatures,
+                    }) => self.audit(AuditEvent::Signed {
+                        key: key.to_string(),
+                        version: version.0,
+                        count: u32::try_from(signatures.len()).unwrap_or(u32::MAX),
+                        request_id: request_id.clone(),
+                    }),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::info!(request_id = %request_id, error = %describe(e), "request failed");
+                    }
+                }
+            }
+            Event::KeyRegistered { key, version } => {
+                let scheme = node
+                    .registry()
+                    .keys
+                    .get(key)
+                    .map(|k| k.scheme.name().to_string())
+                    .unwrap_or_default();
+                tracing::info!(key = %key, version = version.0, "key version active");
+                if *version == KeyVersion(1) {
+                    self.audit(AuditEvent::KeyCreated {
+                        key: key.to_string(),
+                        scheme,
+                        version: version.0,
+                    });
+                } else {
+                    self.audit(AuditEvent::Reshared {
+                        key: key.to_string(),
+                        from_version: version.0 - 1,
+                        to_version: version.0,
+                    });
+                }
+            }
+            Event::PeerMisbehaved { peer, reason } => {
+                tracing::warn!(peer = peer.get(), %reason, "refused a peer message");
+                self.audit(AuditEvent::PeerMisbehaved {
+                    peer: peer.get(),
+                    reason: reason.clone(),
+                });
+            }
+            Event::SessionFailed { session, failure } => {
+                tracing::warn!(?session, ?failure, "session failed");
+            }
+            Event::MembershipChanged { members, .. } => {
+                self.audit(AuditEvent::MembershipChanged {
+                    members: members.keys().map(|p| p.get()).collect(),
+                });
+            }
+            Event::Removed => {
+                tracing::warn!("this node was removed from the cluster; its shares are erased");
+                self.audit(AuditEvent::NodeRemoved {
+                    node: node.id().get(),
+                });
+            }
+            Event::BadLogEntry { index, reason } => {
+                tracing::error!(index, %reason, "skipped a committed log entry");
+            }
+        }
+    }
+
+    fn on_persist(&mut self, took: std::time::Duration) {
+        tracing::trace!(?took, "persisted");
+    }
+}
+
+/// A request error in words.
+pub fn describe(e: &RequestError) -> String {
+    match e {
+        RequestError::BadRequest(s) => format!("bad request: {s}"),
+        RequestError::NoSuchKey(k) => format!("no such key {k}"),
+        RequestError::KeyExists(k) => format!("key {k} already exists"),
+        RequestError::NotEnoughParticipants { needed, available } => {
+            format!("not enough healthy participants: need {needed}, have {available}")
+        }
+        RequestError::Failed { reason, culprits } => {
+            let ids: Vec<u16> = culprits.iter().map(|p| p.get()).collect();
+            format!("protocol failed: {reason} (blamed: {ids:?})")
+        }
+        RequestError::TimedOut => "timed out".into(),
+    }
+}
+
+/// Whether `dir` looks like a node data directory (for tools that must not clobber one).
+pub fn is_data_dir(dir: &Path) -> bool {
+    dir.join("sealing.key").exists()
+}
