@@ -1,31 +1,220 @@
-//! The `keyshard` command line. Subcommands arrive with the parts they drive; for now:
+//! The `keyshard` command line.
 //!
 //! ```text
-//! keyshard audit verify <FILE> [--json]
+//! keyshard dev [--nodes 5] [--threshold 3] [--data-dir keyshard-dev] [--exit]
+//! keyshard node --config FILE
+//! keyshard certs init --dir DIR | certs issue --dir DIR (--node ID --role tee|mesh | --client NAME --role application|admin)
+//! keyshard key create|list|show, keyshard sign, keyshard reshare, keyshard status,
+//! keyshard members add|remove                     [--profile FILE] [--json]
+//! keyshard audit verify FILE [--json]
 //! ```
 //!
-//! Exit status: 0 when the log checks out, 1 when it does not (or cannot be read), 2 on a usage
-//! error.
+//! Exit status: 0 on success, 1 on failure, 2 on a usage error.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use keyshard_node::audit;
+use keyshard_core::ids::ParticipantId;
+use keyshard_core::scheme::Scheme;
+use keyshard_node::client::Profile;
+use keyshard_node::{audit, certs, config, dev, encoding};
+use keyshard_pki::{ClientRole, NodeRole};
+use keyshard_proto::client as pb;
 
 #[derive(Parser)]
-#[command(name = "keyshard", version, about = "keyshard node and tools")]
+#[command(name = "keyshard", version, about = "keyshard: threshold keys held by a cluster")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(clap::Args, Clone)]
+struct ClientArgs {
+    /// Client profile (endpoint and certificate files, TOML). Default: `$KEYSHARD_PROFILE`, or
+    /// the profile `keyshard dev` wrote in ./keyshard-dev.
+    #[arg(long, env = "KEYSHARD_PROFILE")]
+    profile: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Start a local cluster of node processes, create, sign, reshare and verify with every scheme.
+    Dev {
+        /// Nodes to start.
+        #[arg(long, default_value_t = 5)]
+        nodes: u16,
+        /// Threshold of the keys created.
+        #[arg(long, default_value_t = 3)]
+        threshold: u16,
+        /// Where certificates, configs, stores and logs go (wiped if a previous `dev` made it).
+        #[arg(long, default_value = "keyshard-dev")]
+        data_dir: PathBuf,
+        /// Stop the cluster at the end instead of leaving it running.
+        #[arg(long)]
+        exit: bool,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a node.
+    Node {
+        /// The node's TOML configuration.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Certificates: an offline CA and node/client certificates.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+    /// Keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Sign messages with a key (one request; a batch if several messages).
+    Sign {
+        /// The key id.
+        key: String,
+        /// A message (UTF-8); repeat for a batch.
+        #[arg(long = "message", short = 'm')]
+        messages: Vec<String>,
+        /// A message as hex; repeat for a batch.
+        #[arg(long = "hex")]
+        hex_messages: Vec<String>,
+        /// Idempotency key (default: random).
+        #[arg(long)]
+        request_id: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Reshare a key (same public key, next version); admin only.
+    Reshare {
+        /// The key id.
+        key: String,
+        /// The new threshold (default: unchanged).
+        #[arg(long)]
+        threshold: Option<u32>,
+        /// The new members, comma-separated ids (default: unchanged).
+        #[arg(long, value_delimiter = ',')]
+        members: Vec<u32>,
+        /// Idempotency key (default: random).
+        #[arg(long)]
+        request_id: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Leader, term, members and their scores.
+    Status {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Cluster membership; admin only.
+    Members {
+        #[command(subcommand)]
+        command: MembersCommand,
+    },
     /// The audit log.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Create a CA (ca.pem, ca.key) in DIR.
+    Init {
+        /// The certificate directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The CA's name.
+        #[arg(long, default_value = "keyshard CA")]
+        name: String,
+    },
+    /// Issue a node or client certificate with the CA in DIR.
+    Issue {
+        /// The certificate directory (holding ca.pem and ca.key).
+        #[arg(long)]
+        dir: PathBuf,
+        /// A node id (with --role tee|mesh).
+        #[arg(long, conflicts_with = "client")]
+        node: Option<u16>,
+        /// A client name (with --role application|admin).
+        #[arg(long)]
+        client: Option<String>,
+        /// tee, mesh, application or admin.
+        #[arg(long)]
+        role: String,
+        /// Host names or IP addresses the node is reached at (localhost is always included).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create a key with a distributed key generation.
+    Create {
+        /// The key id (1-64 of A-Z a-z 0-9 . _ -).
+        key: String,
+        /// frost-ed25519, frost-secp256k1, frost-p256 or frost-secp256k1-tr.
+        #[arg(long)]
+        scheme: String,
+        /// Shares needed to sign.
+        #[arg(long)]
+        threshold: u32,
+        /// Holders, comma-separated node ids (default: every member).
+        #[arg(long, value_delimiter = ',')]
+        participants: Vec<u32>,
+        /// Idempotency key (default: random).
+        #[arg(long)]
+        request_id: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List keys.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a key's public key (hex and PEM) and parameters.
+    Show {
+        /// The key id.
+        key: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum MembersCommand {
+    /// Add a node (start it with `joining = true` first).
+    Add {
+        /// Its id.
+        id: u32,
+        /// Its address (host:port).
+        #[arg(long)]
+        address: String,
+        /// tee or mesh.
+        #[arg(long, default_value = "tee")]
+        role: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Remove a node (refused while a key would keep fewer holders than its threshold).
+    Remove {
+        /// Its id.
+        id: u32,
+        #[command(flatten)]
+        client: ClientArgs,
     },
 }
 
@@ -42,14 +231,403 @@ enum AuditCommand {
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
-        Command::Audit {
-            command: AuditCommand::Verify { file, json },
-        } => audit_verify(&file, json),
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("keyshard: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli.command));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("keyshard: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
-fn audit_verify(file: &std::path::Path, json: bool) -> ExitCode {
+type Failure = Box<dyn std::error::Error>;
+
+fn random_request_id() -> String {
+    let mut b = [0u8; 16];
+    let _ = getrandom::getrandom(&mut b);
+    hex::encode(b)
+}
+
+fn profile_path(args: &ClientArgs, admin: bool) -> PathBuf {
+    args.profile.clone().unwrap_or_else(|| {
+        PathBuf::from("keyshard-dev").join(if admin { "dev-admin.toml" } else { "dev-app.toml" })
+    })
+}
+
+async fn connect(
+    args: &ClientArgs,
+    admin: bool,
+) -> Result<pb::keyshard_client::KeyshardClient<tonic::transport::Channel>, Failure> {
+    let profile = Profile::load(&profile_path(args, admin))?;
+    Ok(profile.connect().await?)
+}
+
+fn status_error(e: tonic::Status) -> Failure {
+    format!("{:?}: {}", e.code(), e.message()).into()
+}
+
+fn print_key(info: &pb::KeyInfo, json: bool) -> Result<(), Failure> {
+    let scheme: Scheme = info.scheme.parse().map_err(|_| format!("unknown scheme {}", info.scheme))?;
+    let text = encoding::public_key(scheme, &info.public_key)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "key_id": info.key_id, "scheme": info.scheme, "version": info.version,
+                "threshold": info.threshold, "participants": info.participants,
+                "public_key": text.hex, "bip340_public_key": text.bip340_hex, "pem": text.pem,
+            })
+        );
+    } else {
+        println!(
+            "{}  {}  v{}  {}-of-{} {:?}",
+            info.key_id,
+            info.scheme,
+            info.version,
+            info.threshold,
+            info.participants.len(),
+            info.participants
+        );
+        println!("  public key: {}", text.hex);
+        if let Some(x) = &text.bip340_hex {
+            println!("  BIP-340 x-only: {x}");
+        }
+        print!("{}", text.pem);
+    }
+    Ok(())
+}
+
+async fn run(command: Command) -> Result<ExitCode, Failure> {
+    match command {
+        Command::Audit {
+            command: AuditCommand::Verify { file, json },
+        } => Ok(audit_verify(&file, json)),
+        Command::Node { config } => {
+            let config = config::Config::load(&config)?;
+            init_logs(config.log_level.name());
+            keyshard_node::run::run_node(config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Certs { command } => certs_command(command),
+        Command::Dev {
+            nodes,
+            threshold,
+            data_dir,
+            exit,
+            json,
+        } => dev_command(nodes, threshold, data_dir, exit, json).await,
+        Command::Key { command } => key_command(command).await,
+        Command::Sign {
+            key,
+            messages,
+            hex_messages,
+            request_id,
+            client,
+        } => {
+            let mut all: Vec<Vec<u8>> = messages.into_iter().map(String::into_bytes).collect();
+            for h in hex_messages {
+                all.push(hex::decode(&h).map_err(|e| format!("--hex {h:?}: {e}"))?);
+            }
+            if all.is_empty() {
+                return Err("give at least one --message or --hex".into());
+            }
+            let mut c = connect(&client, false).await?;
+            let r = c
+                .sign(pb::SignRequest {
+                    key_id: key,
+                    messages: all,
+                    request_id: request_id.unwrap_or_else(random_request_id),
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let sigs: Vec<String> = r.signatures.iter().map(hex::encode).collect();
+            if client.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"key_id": r.key_id, "version": r.version, "signatures": sigs})
+                );
+            } else {
+                for s in sigs {
+                    println!("{s}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reshare {
+            key,
+            threshold,
+            members,
+            request_id,
+            client,
+        } => {
+            let mut c = connect(&client, true).await?;
+            let r = c
+                .reshare(pb::ReshareRequest {
+                    key_id: key,
+                    new_threshold: threshold,
+                    new_members: members,
+                    request_id: request_id.unwrap_or_else(random_request_id),
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            if client.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"key_id": r.key_id, "version": r.version, "public_key": hex::encode(&r.public_key)})
+                );
+            } else {
+                println!("{} reshared: version {} active, public key unchanged", r.key_id, r.version);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { client } => {
+            let mut c = connect(&client, false).await?;
+            let s = c
+                .cluster_status(pb::ClusterStatusRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            if client.json {
+                let members: Vec<_> = s
+                    .members
+                    .iter()
+                    .map(|m| serde_json::json!({"id": m.id, "role": m.role, "address": m.address, "score_ppm": m.score_ppm}))
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"node": s.node_id, "leader": s.leader, "term": s.term, "members": members})
+                );
+            } else {
+                println!("answered by node {}; leader {} in term {}", s.node_id, s.leader, s.term);
+                for m in &s.members {
+                    println!(
+                        "  node {:>3}  score {:.3}  {}",
+                        m.id,
+                        f64::from(m.score_ppm) / 1e6,
+                        m.address
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Members { command } => match command {
+            MembersCommand::Add {
+                id,
+                address,
+                role,
+                client,
+            } => {
+                let role = match role.as_str() {
+                    "tee" => pb::NodeRole::Tee,
+                    "mesh" => pb::NodeRole::Mesh,
+                    other => return Err(format!("--role {other:?}: expected tee or mesh").into()),
+                };
+                let mut c = connect(&client, true).await?;
+                c.add_member(pb::AddMemberRequest {
+                    id,
+                    role: role as i32,
+                    address,
+                })
+                .await
+                .map_err(status_error)?;
+                println!("node {id} added");
+                Ok(ExitCode::SUCCESS)
+            }
+            MembersCommand::Remove { id, client } => {
+                let mut c = connect(&client, true).await?;
+                c.remove_member(pb::RemoveMemberRequest { id })
+                    .await
+                    .map_err(status_error)?;
+                println!("node {id} removed");
+                Ok(ExitCode::SUCCESS)
+            }
+        },
+    }
+}
+
+fn init_logs(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+}
+
+fn certs_command(command: CertsCommand) -> Result<ExitCode, Failure> {
+    match command {
+        CertsCommand::Init { dir, name } => {
+            let cert = certs::init(&dir, &name)?;
+            println!("CA written to {} (keep ca.key offline)", cert.display());
+        }
+        CertsCommand::Issue {
+            dir,
+            node,
+            client,
+            role,
+            hosts,
+            days,
+        } => {
+            let identity = match (node, client, role.as_str()) {
+                (Some(id), None, "tee" | "mesh") => {
+                    let id = ParticipantId::new(id).ok_or("--node must be at least 1")?;
+                    let r = if role == "tee" { NodeRole::Tee } else { NodeRole::Mesh };
+                    certs::node_identity(id, r)
+                }
+                (None, Some(name), "application" | "admin") => {
+                    let r = if role == "admin" {
+                        ClientRole::Admin
+                    } else {
+                        ClientRole::Application
+                    };
+                    certs::client_identity(&name, r)?
+                }
+                (Some(_), _, r) => return Err(format!("a node's --role is tee or mesh, not {r:?}").into()),
+                (None, Some(_), r) => {
+                    return Err(format!("a client's --role is application or admin, not {r:?}").into())
+                }
+                (None, None, _) => return Err("give --node ID or --client NAME".into()),
+            };
+            let (cert, key) = certs::issue(&dir, &identity, days, &hosts)?;
+            println!("{} -> {} and {}", identity.to_uri(), cert.display(), key.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn key_command(command: KeyCommand) -> Result<ExitCode, Failure> {
+    match command {
+        KeyCommand::Create {
+            key,
+            scheme,
+            threshold,
+            participants,
+            request_id,
+            client,
+        } => {
+            let mut c = connect(&client, false).await?;
+            let r = c
+                .create_key(pb::CreateKeyRequest {
+                    key_id: key.clone(),
+                    scheme,
+                    threshold,
+                    participants,
+                    request_id: request_id.unwrap_or_else(random_request_id),
+                })
+                .await
+                .map_err(status_error)?;
+            let created = r.into_inner();
+            let info = c
+                .get_public_key(pb::GetPublicKeyRequest { key_id: key })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            if !client.json {
+                println!("created {} ({}), version {}", created.key_id, created.scheme, created.version);
+            }
+            print_key(&info, client.json)?;
+        }
+        KeyCommand::List { client } => {
+            let mut c = connect(&client, false).await?;
+            let r = c
+                .list_keys(pb::ListKeysRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            for k in &r.keys {
+                print_key(k, client.json)?;
+            }
+        }
+        KeyCommand::Show { key, client } => {
+            let mut c = connect(&client, false).await?;
+            let info = c
+                .get_public_key(pb::GetPublicKeyRequest { key_id: key })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print_key(&info, client.json)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn dev_command(
+    nodes: u16,
+    threshold: u16,
+    data_dir: PathBuf,
+    exit: bool,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    if nodes < 2 || threshold < 2 || threshold >= nodes {
+        return Err(format!(
+            "need 2 <= threshold < nodes (the reshare drops one node), got {threshold} of {nodes}"
+        )
+        .into());
+    }
+    let opts = dev::DevOptions {
+        nodes,
+        threshold,
+        data_dir,
+        exit,
+        binary: std::env::current_exe()?,
+    };
+    eprintln!("starting {nodes} nodes in {} ...", opts.data_dir.display());
+    let cluster = dev::start_cluster(&opts)?;
+    let leader = dev::wait_ready(&cluster.app, &cluster.addresses, std::time::Duration::from_secs(60)).await?;
+    eprintln!("cluster ready, leader is node {leader}; creating a {threshold}-of-{nodes} key of every scheme");
+    let run = random_request_id();
+    let mut results = Vec::new();
+    for scheme in Scheme::ALL {
+        let started = std::time::Instant::now();
+        let r = dev::exercise_scheme(&cluster, scheme, threshold, &run).await?;
+        eprintln!(
+            "  {:<20} created, signed (1 + batch of {}), reshared to {}-of-{}, signed again, verified ({:.1} s)",
+            r.scheme,
+            r.batch,
+            threshold,
+            nodes - 1,
+            started.elapsed().as_secs_f64()
+        );
+        results.push(r);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    } else {
+        println!();
+        for r in &results {
+            println!("{}  ({}, now version {})", r.key_id, r.scheme, r.reshared_version);
+            println!("  public key:   {}", r.public_key);
+            if let Some(x) = &r.public_key_xonly {
+                println!("  BIP-340 key:  {x}");
+            }
+            println!("  signature v1: {}", r.signature_v1);
+            println!("  signature v2: {}", r.signature_v2);
+        }
+        println!("\nall signatures verified by independent verifiers");
+    }
+    if exit {
+        drop(cluster);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "\nthe cluster keeps running (logs in {}); try:\n  keyshard status\n  keyshard key list\n  keyshard sign dev-frost-ed25519 -m hello\nCtrl-C stops it.",
+        cluster.dir.display()
+    );
+    let _ = tokio::signal::ctrl_c().await;
+    eprintln!("stopping the cluster ...");
+    drop(cluster);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn audit_verify(file: &Path, json: bool) -> ExitCode {
     let result = audit::verify(file);
     if json {
         let value = match &result {
