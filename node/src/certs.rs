@@ -23,7 +23,8 @@ impl std::fmt::Display for CertError {
 impl std::error::Error for CertError {}
 
 fn write_public(path: &Path, text: &str) -> Result<(), CertError> {
-    std::fs::write(path, text).map_err(|e| CertError(format!("cannot write {}: {e}", path.display())))
+    std::fs::write(path, text)
+        .map_err(|e| CertError(format!("cannot write {}: {e}", path.display())))
 }
 
 /// Writes a private key readable by the owner only, never replacing an existing file.
@@ -65,7 +66,8 @@ pub fn init(dir: &Path, name: &str) -> Result<PathBuf, CertError> {
 pub fn load_ca(dir: &Path) -> Result<CertificateAuthority, CertError> {
     let read = |f: &str| {
         let p = dir.join(f);
-        std::fs::read_to_string(&p).map_err(|e| CertError(format!("cannot read {}: {e}", p.display())))
+        std::fs::read_to_string(&p)
+            .map_err(|e| CertError(format!("cannot read {}: {e}", p.display())))
     };
     let key = SecretPem::new(read("ca.key")?);
     CertificateAuthority::from_pem(&read("ca.pem")?, key.expose())
@@ -146,7 +148,10 @@ mod tests {
         }
         let app = client_identity("billing", ClientRole::Application).unwrap();
         issue(dir.path(), &app, 30, &["node.example".into()]).unwrap();
-        assert!(issue(dir.path(), &app, 30, &[]).is_err(), "no silent re-issue");
+        assert!(
+            issue(dir.path(), &app, 30, &[]).is_err(),
+            "no silent re-issue"
+        );
         assert!(client_identity("Bad Name!", ClientRole::Admin).is_err());
     }
 

@@ -96,6 +96,26 @@ impl Drop for LocalCluster {
     }
 }
 
+impl LocalCluster {
+    /// Nodes whose process has exited, with the last lines of their log.
+    pub fn exited(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (id, c) in &mut self.children {
+            if let Ok(Some(status)) = c.try_wait() {
+                let log = std::fs::read_to_string(self.dir.join(format!("node-{id}.log")))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                out.push(format!(
+                    "node {id} exited ({status}):\n    {}",
+                    tail.join("\n    ")
+                ));
+            }
+        }
+        out
+    }
+}
+
 /// SIGTERM, then SIGKILL if the node has not exited after 5 s.
 pub fn stop(child: &mut Child) {
     #[cfg(unix)]
@@ -131,13 +151,15 @@ fn prepare_dir(dir: &Path) -> Result<(), DevError> {
         std::fs::remove_dir_all(dir)
             .map_err(|e| err(format!("cannot clear {}: {e}", dir.display())))?;
     }
-    std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
     std::fs::write(dir.join(MARKER), "made by keyshard dev; safe to delete\n")
         .map_err(|e| err(format!("cannot write in {}: {e}", dir.display())))
 }
 
 fn free_port() -> Result<u16, DevError> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| err(format!("no free port: {e}")))?;
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| err(format!("no free port: {e}")))?;
     l.local_addr().map(|a| a.port()).map_err(err)
 }
 
@@ -177,7 +199,13 @@ pub fn start_cluster(opts: &DevOptions) -> Result<LocalCluster, DevError> {
     let mut addresses = Vec::new();
     for i in 1..=opts.nodes {
         let id = ParticipantId::new(i).ok_or_else(|| err("node ids start at 1"))?;
-        certs::issue(&certs_dir, &certs::node_identity(id, NodeRole::Tee), 30, &[]).map_err(err)?;
+        certs::issue(
+            &certs_dir,
+            &certs::node_identity(id, NodeRole::Tee),
+            30,
+            &[],
+        )
+        .map_err(err)?;
         addresses.push((id, format!("127.0.0.1:{}", free_port()?)));
     }
     let profile = |name: &str, role| -> Result<Profile, DevError> {
@@ -256,23 +284,40 @@ pub async fn wait_ready(
                 Err(e) => last = e.to_string(),
             }
         }
-        if leaders.len() == addresses.len() && leaders[0] != 0 && leaders.iter().all(|l| *l == leaders[0]) {
+        if leaders.len() == addresses.len()
+            && leaders[0] != 0
+            && leaders.iter().all(|l| *l == leaders[0])
+        {
             return Ok(leaders[0]);
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    Err(err(format!("the cluster did not become ready in {within:?}: {last}")))
+    Err(err(format!(
+        "the cluster did not become ready in {within:?}: {last}"
+    )))
 }
 
 /// Checks a signature with the independent verifier.
-pub fn verify(scheme: Scheme, public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<(), DevError> {
+pub fn verify(
+    scheme: Scheme,
+    public_key: &[u8],
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), DevError> {
     let r = match scheme {
         Scheme::FrostEd25519 => keyshard_verifier::ed25519(public_key, message, signature),
-        Scheme::FrostSecp256k1 => keyshard_verifier::frost_secp256k1(public_key, message, signature),
+        Scheme::FrostSecp256k1 => {
+            keyshard_verifier::frost_secp256k1(public_key, message, signature)
+        }
         Scheme::FrostP256 => keyshard_verifier::frost_p256(public_key, message, signature),
         Scheme::FrostSecp256k1Taproot => keyshard_verifier::bip340(public_key, message, signature),
     };
-    r.map_err(|e| err(format!("{} signature does not verify: {e:?}", scheme.name())))
+    r.map_err(|e| {
+        err(format!(
+            "{} signature does not verify: {e:?}",
+            scheme.name()
+        ))
+    })
 }
 
 /// Creates, signs, reshares and signs again for one scheme.
@@ -283,7 +328,14 @@ pub async fn exercise_scheme(
     run: &str,
 ) -> Result<SchemeResult, DevError> {
     let key_id = format!("dev-{}", scheme.name());
-    let status = |e: tonic::Status| err(format!("{}: {:?}: {}", scheme.name(), e.code(), e.message()));
+    let status = |e: tonic::Status| {
+        err(format!(
+            "{}: {:?}: {}",
+            scheme.name(),
+            e.code(),
+            e.message()
+        ))
+    };
     let mut app = cluster.app.connect().await.map_err(err)?;
     let created = app
         .create_key(pb::CreateKeyRequest {
@@ -307,9 +359,15 @@ pub async fn exercise_scheme(
         .await
         .map_err(status)?
         .into_inner();
-    let sig1 = signed.signatures.first().cloned().ok_or_else(|| err("no signature"))?;
+    let sig1 = signed
+        .signatures
+        .first()
+        .cloned()
+        .ok_or_else(|| err("no signature"))?;
     verify(scheme, &pk, &one, &sig1)?;
-    let batch: Vec<Vec<u8>> = (0..8).map(|i| format!("batch message {i}").into_bytes()).collect();
+    let batch: Vec<Vec<u8>> = (0..8)
+        .map(|i| format!("batch message {i}").into_bytes())
+        .collect();
     let signed = app
         .sign(pb::SignRequest {
             key_id: key_id.clone(),
@@ -344,7 +402,10 @@ pub async fn exercise_scheme(
         .map_err(status)?
         .into_inner();
     if reshared.public_key != pk {
-        return Err(err(format!("{}: the reshare changed the public key", scheme.name())));
+        return Err(err(format!(
+            "{}: the reshare changed the public key",
+            scheme.name()
+        )));
     }
     let two = format!("keyshard dev: signed after resharing, {}", scheme.name()).into_bytes();
     let signed = app
@@ -356,7 +417,11 @@ pub async fn exercise_scheme(
         .await
         .map_err(status)?
         .into_inner();
-    let sig2 = signed.signatures.first().cloned().ok_or_else(|| err("no signature"))?;
+    let sig2 = signed
+        .signatures
+        .first()
+        .cloned()
+        .ok_or_else(|| err("no signature"))?;
     verify(scheme, &pk, &two, &sig2)?;
     let text = crate::encoding::public_key(scheme, &pk).ok();
     Ok(SchemeResult {

@@ -5,9 +5,14 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod audit;
+pub mod certs;
+pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod dev;
 pub mod encoding;
 pub mod metrics;
+pub mod run;
 pub mod service;

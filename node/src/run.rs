@@ -36,7 +36,8 @@ fn fail(what: &str) -> impl FnOnce(String) -> RunError + '_ {
 /// Reads the TLS files and checks that the certificate names this node.
 pub fn tls_material(config: &Config) -> Result<TlsMaterial, RunError> {
     let read = |p: &std::path::Path| {
-        std::fs::read_to_string(p).map_err(|e| RunError(format!("cannot read {}: {e}", p.display())))
+        std::fs::read_to_string(p)
+            .map_err(|e| RunError(format!("cannot read {}: {e}", p.display())))
     };
     let material = TlsMaterial {
         ca_pem: read(&config.tls.ca_cert)?,
@@ -78,7 +79,9 @@ impl AuditSink for AuditBridge {
                 reason: format!("TLS handshake refused: {reason}"),
             },
             SecurityEvent::CertificateRejected { claimed, reason } => AuditEvent::PeerRejected {
-                who: claimed.clone().unwrap_or_else(|| "no keyshard identity".into()),
+                who: claimed
+                    .clone()
+                    .unwrap_or_else(|| "no keyshard identity".into()),
                 reason: format!("certificate rejected: {reason}"),
             },
         };
@@ -119,9 +122,16 @@ pub async fn run_node(config: Config) -> Result<(), RunError> {
     let tls = tls_material(&config)?;
     let me = config.node_id;
 
-    let audit_log = AuditLog::open_repairing(&config.audit_log, me.get(), std::time::SystemTime::now())
-        .map_err(|e| RunError(format!("audit log {}: {e}", config.audit_log.display())))?
-        .0;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| RunError(format!("cannot create {}: {e}", config.data_dir.display())))?;
+    if let Some(parent) = config.audit_log.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| RunError(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    let audit_log =
+        AuditLog::open_repairing(&config.audit_log, me.get(), std::time::SystemTime::now())
+            .map_err(|e| RunError(format!("audit log {}: {e}", config.audit_log.display())))?
+            .0;
     let audit = SharedAuditLog::new(audit_log, Arc::new(SystemClock));
     audit
         .append(&AuditEvent::NodeStarted {
@@ -151,7 +161,9 @@ pub async fn run_node(config: Config) -> Result<(), RunError> {
         .iter()
         .map(|(id, p)| (*id, p.address.to_string()))
         .collect();
-    let client_tls = tls.client_config().map_err(|e| fail("TLS")(e.to_string()))?;
+    let client_tls = tls
+        .client_config()
+        .map_err(|e| fail("TLS")(e.to_string()))?;
     let (transport, mut inbound) = PeerTransport::start(
         PeerConfig::new(me, configured.clone()),
         client_tls,
@@ -164,13 +176,9 @@ pub async fn run_node(config: Config) -> Result<(), RunError> {
     });
     let events = Box::new(NodeEvents::new(audit.clone(), metrics.clone()));
     let (daemon, handle, rx) = Daemon::new(node, store, peers.clone(), events, clock);
-    // Membership added at run time (registry addresses) joins the configured peers.
-    let addresses = handle
-        .query(|n| n.registry().addresses.clone())
-        .await
-        .ok();
     let daemon_task = tokio::spawn(daemon.run(rx));
-    if let Some(a) = addresses {
+    // Membership added at run time (registry addresses) joins the configured peers.
+    if let Ok(a) = handle.query(|n| n.registry().addresses.clone()).await {
         peers.update_peers(&a);
     }
 
@@ -188,7 +196,7 @@ pub async fn run_node(config: Config) -> Result<(), RunError> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| RunError(format!("cannot listen on {}: {e}", config.listen)))?;
-    let (_, health) = tonic_health::server::health_reporter();
+    let (health, _) = tonic_health::server::health_reporter();
     let serve_config = ServeConfig {
         tls: tls
             .server_config(sink.clone())

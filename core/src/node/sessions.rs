@@ -56,7 +56,7 @@ pub struct ReshareShare {
 }
 
 /// An object-safe session of any scheme.
-pub trait ErasedSession {
+pub trait ErasedSession: Send {
     /// See [`Session::handle_input`].
     fn handle_input(&mut self, input: SessionInput<'_>);
     /// See [`Session::poll_output`], with results encoded.

@@ -23,7 +23,11 @@ use keyshard_pki::{ClientRole, NodeRole};
 use keyshard_proto::client as pb;
 
 #[derive(Parser)]
-#[command(name = "keyshard", version, about = "keyshard: threshold keys held by a cluster")]
+#[command(
+    name = "keyshard",
+    version,
+    about = "keyshard: threshold keys held by a cluster"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -33,7 +37,7 @@ struct Cli {
 struct ClientArgs {
     /// Client profile (endpoint and certificate files, TOML). Default: `$KEYSHARD_PROFILE`, or
     /// the profile `keyshard dev` wrote in ./keyshard-dev.
-    #[arg(long, env = "KEYSHARD_PROFILE")]
+    #[arg(long)]
     profile: Option<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -232,7 +236,10 @@ enum AuditCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("keyshard: cannot start the async runtime: {e}");
@@ -258,9 +265,16 @@ fn random_request_id() -> String {
 }
 
 fn profile_path(args: &ClientArgs, admin: bool) -> PathBuf {
-    args.profile.clone().unwrap_or_else(|| {
-        PathBuf::from("keyshard-dev").join(if admin { "dev-admin.toml" } else { "dev-app.toml" })
-    })
+    args.profile
+        .clone()
+        .or_else(|| std::env::var_os("KEYSHARD_PROFILE").map(PathBuf::from))
+        .unwrap_or_else(|| {
+            PathBuf::from("keyshard-dev").join(if admin {
+                "dev-admin.toml"
+            } else {
+                "dev-app.toml"
+            })
+        })
 }
 
 async fn connect(
@@ -276,7 +290,10 @@ fn status_error(e: tonic::Status) -> Failure {
 }
 
 fn print_key(info: &pb::KeyInfo, json: bool) -> Result<(), Failure> {
-    let scheme: Scheme = info.scheme.parse().map_err(|_| format!("unknown scheme {}", info.scheme))?;
+    let scheme: Scheme = info
+        .scheme
+        .parse()
+        .map_err(|_| format!("unknown scheme {}", info.scheme))?;
     let text = encoding::public_key(scheme, &info.public_key)?;
     if json {
         println!(
@@ -387,7 +404,10 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
                     serde_json::json!({"key_id": r.key_id, "version": r.version, "public_key": hex::encode(&r.public_key)})
                 );
             } else {
-                println!("{} reshared: version {} active, public key unchanged", r.key_id, r.version);
+                println!(
+                    "{} reshared: version {} active, public key unchanged",
+                    r.key_id, r.version
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -409,7 +429,10 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
                     serde_json::json!({"node": s.node_id, "leader": s.leader, "term": s.term, "members": members})
                 );
             } else {
-                println!("answered by node {}; leader {} in term {}", s.node_id, s.leader, s.term);
+                println!(
+                    "answered by node {}; leader {} in term {}",
+                    s.node_id, s.leader, s.term
+                );
                 for m in &s.members {
                     println!(
                         "  node {:>3}  score {:.3}  {}",
@@ -459,7 +482,10 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
 fn init_logs(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .try_init();
 }
 
 fn certs_command(command: CertsCommand) -> Result<ExitCode, Failure> {
@@ -479,7 +505,11 @@ fn certs_command(command: CertsCommand) -> Result<ExitCode, Failure> {
             let identity = match (node, client, role.as_str()) {
                 (Some(id), None, "tee" | "mesh") => {
                     let id = ParticipantId::new(id).ok_or("--node must be at least 1")?;
-                    let r = if role == "tee" { NodeRole::Tee } else { NodeRole::Mesh };
+                    let r = if role == "tee" {
+                        NodeRole::Tee
+                    } else {
+                        NodeRole::Mesh
+                    };
                     certs::node_identity(id, r)
                 }
                 (None, Some(name), "application" | "admin") => {
@@ -490,14 +520,23 @@ fn certs_command(command: CertsCommand) -> Result<ExitCode, Failure> {
                     };
                     certs::client_identity(&name, r)?
                 }
-                (Some(_), _, r) => return Err(format!("a node's --role is tee or mesh, not {r:?}").into()),
+                (Some(_), _, r) => {
+                    return Err(format!("a node's --role is tee or mesh, not {r:?}").into())
+                }
                 (None, Some(_), r) => {
-                    return Err(format!("a client's --role is application or admin, not {r:?}").into())
+                    return Err(
+                        format!("a client's --role is application or admin, not {r:?}").into(),
+                    )
                 }
                 (None, None, _) => return Err("give --node ID or --client NAME".into()),
             };
             let (cert, key) = certs::issue(&dir, &identity, days, &hosts)?;
-            println!("{} -> {} and {}", identity.to_uri(), cert.display(), key.display());
+            println!(
+                "{} -> {} and {}",
+                identity.to_uri(),
+                cert.display(),
+                key.display()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -531,7 +570,10 @@ async fn key_command(command: KeyCommand) -> Result<ExitCode, Failure> {
                 .map_err(status_error)?
                 .into_inner();
             if !client.json {
-                println!("created {} ({}), version {}", created.key_id, created.scheme, created.version);
+                println!(
+                    "created {} ({}), version {}",
+                    created.key_id, created.scheme, created.version
+                );
             }
             print_key(&info, client.json)?;
         }
@@ -580,8 +622,20 @@ async fn dev_command(
         binary: std::env::current_exe()?,
     };
     eprintln!("starting {nodes} nodes in {} ...", opts.data_dir.display());
-    let cluster = dev::start_cluster(&opts)?;
-    let leader = dev::wait_ready(&cluster.app, &cluster.addresses, std::time::Duration::from_secs(60)).await?;
+    let mut cluster = dev::start_cluster(&opts)?;
+    let ready = dev::wait_ready(
+        &cluster.app,
+        &cluster.addresses,
+        std::time::Duration::from_secs(60),
+    )
+    .await;
+    let leader = match ready {
+        Ok(l) => l,
+        Err(e) => {
+            let exited = cluster.exited();
+            return Err(format!("{e}\n{}", exited.join("\n")).into());
+        }
+    };
     eprintln!("cluster ready, leader is node {leader}; creating a {threshold}-of-{nodes} key of every scheme");
     let run = random_request_id();
     let mut results = Vec::new();
@@ -603,7 +657,10 @@ async fn dev_command(
     } else {
         println!();
         for r in &results {
-            println!("{}  ({}, now version {})", r.key_id, r.scheme, r.reshared_version);
+            println!(
+                "{}  ({}, now version {})",
+                r.key_id, r.scheme, r.reshared_version
+            );
             println!("  public key:   {}", r.public_key);
             if let Some(x) = &r.public_key_xonly {
                 println!("  BIP-340 key:  {x}");
