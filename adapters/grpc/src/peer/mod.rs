@@ -288,8 +288,9 @@ impl PeerTransport {
         refused
     }
 
-    /// Replaces the member map (callable from any thread). Removed peers' streams end and their queues are dropped; new
-    /// peers with a higher id are dialed; a changed address makes the dialer reconnect there.
+    /// Replaces the member map (callable from any thread). Removed peers' streams end and their
+    /// queues are dropped; new peers with a higher id are dialed; a changed address makes the
+    /// dialer reconnect there.
     pub fn set_peers(&self, peers: BTreeMap<ParticipantId, String>) {
         let shared = &self.shared;
         let mut slots = shared.slots();
