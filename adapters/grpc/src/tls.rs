@@ -140,7 +140,7 @@ impl TlsMaterial {
 
     /// The client side (peer dialing, API clients): trusts only the CA and presents this
     /// party's certificate. The server's host name is checked against its certificate; callers
-    /// check its keyshard identity too ([`crate::connect`]).
+    /// check its keyshard identity too ([`crate::connect()`]).
     pub fn client_config(&self) -> Result<Arc<ClientConfig>, TlsError> {
         let mut config = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])

@@ -70,7 +70,10 @@ fn three_nodes_exchange_frames_both_ways_over_one_stream_per_pair() {
     for n in &nodes {
         for (peer, s) in n.transport.stats() {
             assert_eq!(s.connects, 1, "node {} peer {peer}: {s:?}", n.id);
-            assert_eq!((s.sent, s.received, s.dropped, s.queued), (5, 5, 0, 0));
+            assert_eq!(
+                (s.sent, s.received, s.dropped, s.queued, s.queued_bytes),
+                (5, 5, 0, 0, 0)
+            );
         }
     }
     assert!(nodes.iter().all(|n| n.audit.events().is_empty()));
@@ -124,6 +127,24 @@ fn a_restarted_peer_is_reconnected_in_both_roles() {
         let s = &two.transport.stats()[&pid(1)];
         s.connected && s.connects == 2
     });
+
+    // Node 2 moves to another port; node 1 is told and follows.
+    two.kill();
+    drop(two);
+    eventually("node 1 notices again", || {
+        !one.transport.stats()[&pid(2)].connected
+    });
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut moved = peers.clone();
+    moved.insert(pid(2), l.local_addr().unwrap().to_string());
+    let mut two = TestNode::start(&pki, 2, l, moved.clone(), |_| {});
+    one.transport.set_peers(moved.clone());
+    assert_eq!(one.transport.peers()[&pid(2)], moved[&pid(2)]);
+    eventually("node 1 dials the new address", || {
+        one.transport.stats()[&pid(2)].connected
+    });
+    one.send(2, b"found you".to_vec());
+    assert_eq!(two.recv(WAIT), Some((pid(1), b"found you".to_vec())));
 }
 
 #[test]
@@ -133,8 +154,11 @@ fn a_peer_that_never_reads_blocks_nobody_and_its_queue_stays_bounded() {
     let peers = addr_map(&[1, 2, 3], &ls);
     let mut it = ls.into_iter();
     const QUEUE: usize = 8;
+    const QUEUE_BYTES: usize = 1024 * 1024;
     let tune = |c: &mut keyshard_grpc::PeerConfig| {
         c.queue_capacity = QUEUE;
+        c.queue_bytes = QUEUE_BYTES;
+        c.max_frame_bytes = 512 * 1024;
         c.inbound_capacity = 4;
     };
     let one = TestNode::start(&pki, 1, it.next().unwrap(), peers.clone(), tune);
@@ -158,7 +182,8 @@ fn a_peer_that_never_reads_blocks_nobody_and_its_queue_stays_bounded() {
             Err(e) => panic!("{e}"),
         }
         let s = &one.transport.stats()[&pid(3)];
-        assert!(s.queued <= QUEUE, "{s:?}");
+        // 256 KiB frames: the byte budget (1 MiB) binds before the count (8).
+        assert!(s.queued <= 4 && s.queued_bytes <= QUEUE_BYTES, "{s:?}");
     }
     assert!(full > 0, "the stalled peer's queue never filled");
 
@@ -169,7 +194,10 @@ fn a_peer_that_never_reads_blocks_nobody_and_its_queue_stays_bounded() {
     }
     let s3 = one.transport.stats()[&pid(3)].clone();
     assert_eq!(s3.dropped, full);
-    assert!(s3.queued <= QUEUE);
+    assert!(
+        s3.queued <= 4 && s3.queued_bytes == s3.queued * big.len(),
+        "{s3:?}"
+    );
     let s2 = one.transport.stats()[&pid(2)].clone();
     assert_eq!(s2.dropped, 0);
     drop(three);
@@ -187,8 +215,8 @@ fn membership_changes_add_and_remove_peers() {
             .map(|(k, v)| (*k, v.clone()))
             .collect()
     };
-    // Node 1 knows 2 and 3; node 2 does not know node 1 yet; node 3 knows everyone.
-    let one = TestNode::start(&pki, 1, it.next().unwrap(), all.clone(), |_| {});
+    // Node 1 knows 2; node 2 does not know node 1 yet; node 3 knows everyone.
+    let one = TestNode::start(&pki, 1, it.next().unwrap(), only(&[1, 2]), |_| {});
     let mut two = TestNode::start(&pki, 2, it.next().unwrap(), only(&[2, 3]), |_| {});
     let mut three = TestNode::start(&pki, 3, it.next().unwrap(), all.clone(), |_| {});
 
@@ -213,6 +241,12 @@ fn membership_changes_add_and_remove_peers() {
     two.send(1, b"welcome".to_vec());
     let mut one = one;
     assert_eq!(one.recv(WAIT), Some((pid(2), b"welcome".to_vec())));
+
+    // Node 1 learns about node 3 (from this non-runtime thread) and dials it.
+    one.transport.set_peers(all.clone());
+    eventually("1-3 connected", || one.transport.stats()[&pid(3)].connected);
+    one.send(3, b"hi 3".to_vec());
+    assert_eq!(three.recv(WAIT), Some((pid(1), b"hi 3".to_vec())));
 
     // Node 3 removes node 1: its stream ends, sends fail, node 1's redials are refused.
     let before = three.audit.events().len();

@@ -52,9 +52,15 @@ pub struct PeerConfig {
     pub peers: BTreeMap<ParticipantId, String>,
     /// Frames queued per peer before new ones are dropped (default 1,024).
     pub queue_capacity: usize,
+    /// Bytes queued per peer before new frames are dropped (default 256 MiB; never less than
+    /// `max_frame_bytes`, so one frame of the largest size always fits an empty queue).
+    pub queue_bytes: usize,
     /// Frames buffered on the inbound channel before readers wait (default 4,096).
     pub inbound_capacity: usize,
-    /// Largest payload sent or accepted (default the core's `MAX_MESSAGE`).
+    /// Largest payload sent or accepted (default the core's `MAX_MESSAGE`). With the inbound
+    /// capacity this bounds the memory inbound frames can take: a node that stops reading its
+    /// channel holds at most `inbound_capacity` frames, then HTTP/2 flow control stops the
+    /// senders, whose queues fill and drop.
     pub max_frame_bytes: usize,
     /// First reconnection delay (default 100 ms); doubles per failure up to `backoff_max`.
     pub backoff_initial: Duration,
@@ -71,6 +77,7 @@ impl PeerConfig {
             id,
             peers,
             queue_capacity: 1024,
+            queue_bytes: 256 * 1024 * 1024,
             inbound_capacity: 4096,
             max_frame_bytes: MAX_MESSAGE,
             backoff_initial: Duration::from_millis(100),
@@ -119,9 +126,11 @@ pub struct PeerStats {
     pub connected: bool,
     /// Frames waiting in its queue.
     pub queued: usize,
+    /// Bytes waiting in its queue.
+    pub queued_bytes: usize,
     /// The queue's capacity.
     pub capacity: usize,
-    /// Frames dropped because the queue was full.
+    /// Frames dropped because the queue was full (by count or by bytes).
     pub dropped: u64,
     /// Frames handed to a stream.
     pub sent: u64,
@@ -139,6 +148,8 @@ struct Slot {
     /// Taken by whichever stream currently sends to this peer.
     rx: tokio::sync::Mutex<mpsc::Receiver<Vec<u8>>>,
     capacity: usize,
+    /// Payload bytes in the queue.
+    queued_bytes: AtomicUsize,
     /// Cancelled when the peer is removed or the transport shuts down.
     stop: CancellationToken,
     /// The accepted stream currently serving this peer (a new one cancels it).
@@ -169,7 +180,9 @@ impl Drop for LiveGuard {
 
 struct Shared {
     me: ParticipantId,
+    runtime: tokio::runtime::Handle,
     queue_capacity: usize,
+    queue_bytes: usize,
     max_frame_bytes: usize,
     backoff_initial: Duration,
     backoff_max: Duration,
@@ -213,7 +226,8 @@ impl fmt::Debug for PeerTransport {
 }
 
 impl PeerTransport {
-    /// Starts the transport: dials every member with a higher id. `tls` is this node's client
+    /// Starts the transport on the current tokio runtime (panics outside one, like
+    /// `tokio::spawn`): dials every member with a higher id. `tls` is this node's client
     /// configuration ([`crate::TlsMaterial::client_config`]). Returns the inbound channel.
     pub fn start(
         config: PeerConfig,
@@ -223,7 +237,9 @@ impl PeerTransport {
         let (inbound, rx) = mpsc::channel(config.inbound_capacity.max(1));
         let shared = Arc::new(Shared {
             me: config.id,
+            runtime: tokio::runtime::Handle::current(),
             queue_capacity: config.queue_capacity.max(1),
+            queue_bytes: config.queue_bytes.max(config.max_frame_bytes),
             max_frame_bytes: config.max_frame_bytes,
             backoff_initial: config.backoff_initial,
             backoff_max: config.backoff_max.max(config.backoff_initial),
@@ -253,19 +269,28 @@ impl PeerTransport {
             });
         }
         let slot = self.shared.slot(to).ok_or(SendError::UnknownPeer(to))?;
-        match slot.tx.try_send(payload) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                slot.dropped.fetch_add(1, Ordering::Relaxed);
-                Err(SendError::QueueFull(to))
+        let len = payload.len();
+        let before = slot.queued_bytes.fetch_add(len, Ordering::AcqRel);
+        let refused = if before.saturating_add(len) > self.shared.queue_bytes {
+            Err(SendError::QueueFull(to))
+        } else {
+            match slot.tx.try_send(payload) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Full(_)) => Err(SendError::QueueFull(to)),
+                // The slot's receiver lives as long as the slot: only a removed peer gets here.
+                Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::UnknownPeer(to)),
             }
-            // The slot's receiver lives as long as the slot: only a removed peer gets here.
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::UnknownPeer(to)),
+        };
+        slot.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+        if refused == Err(SendError::QueueFull(to)) {
+            slot.dropped.fetch_add(1, Ordering::Relaxed);
         }
+        refused
     }
 
-    /// Replaces the member map. Removed peers' streams end and their queues are dropped; new
-    /// peers with a higher id are dialed; a changed address makes the dialer reconnect there.
+    /// Replaces the member map (callable from any thread). Removed peers' streams end and their
+    /// queues are dropped; new peers with a higher id are dialed; a changed address makes the
+    /// dialer reconnect there.
     pub fn set_peers(&self, peers: BTreeMap<ParticipantId, String>) {
         let shared = &self.shared;
         let mut slots = shared.slots();
@@ -295,6 +320,7 @@ impl PeerTransport {
                 tx,
                 rx: tokio::sync::Mutex::new(rx),
                 capacity: shared.queue_capacity,
+                queued_bytes: AtomicUsize::new(0),
                 stop: shared.shutdown.child_token(),
                 current: Mutex::new(None),
                 live: AtomicUsize::new(0),
@@ -304,7 +330,9 @@ impl PeerTransport {
                 connects: AtomicU64::new(0),
             });
             if shared.me < id {
-                tokio::spawn(dial::run(self.shared.clone(), slot.clone()));
+                shared
+                    .runtime
+                    .spawn(dial::run(self.shared.clone(), slot.clone()));
             }
             slots.insert(id, slot);
         }
@@ -329,6 +357,7 @@ impl PeerTransport {
                     address: s.address.borrow().clone(),
                     connected: s.live.load(Ordering::Relaxed) > 0,
                     queued: s.capacity - s.tx.capacity(),
+                    queued_bytes: s.queued_bytes.load(Ordering::Relaxed),
                     capacity: s.capacity,
                     dropped: s.dropped.load(Ordering::Relaxed),
                     sent: s.sent.load(Ordering::Relaxed),

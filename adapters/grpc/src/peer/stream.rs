@@ -25,7 +25,10 @@ pub(super) fn outbound(slot: Arc<Slot>, stop: CancellationToken) -> ReceiverStre
         loop {
             let payload = tokio::select! {
                 m = queue.recv() => match m {
-                    Some(m) => m,
+                    Some(m) => {
+                        slot.queued_bytes.fetch_sub(m.len(), Ordering::AcqRel);
+                        m
+                    }
                     None => return,
                 },
                 _ = stop.cancelled() => return,
