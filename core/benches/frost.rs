@@ -376,7 +376,87 @@ fn all(c: &mut Criterion) {
 
 criterion_group!(benches, all);
 
+/// One measured loop, kept out of line so callgrind can collect exactly it:
+/// `--toggle-collect='*frost::measured*'`.
+#[inline(never)]
+fn measured(iterations: u32, f: &mut dyn FnMut()) {
+    for _ in 0..iterations {
+        f();
+    }
+}
+
+fn instr_suite<C: FrostScheme>(what: &str, t: u16, n: u16, iterations: u32) -> Result<(), String> {
+    match what {
+        "dkg-bare" => {
+            let mut seed = 0;
+            measured(iterations, &mut || {
+                seed += 1;
+                bare_dkg::<C>(t, n, seed);
+            });
+        }
+        "dkg-session" => {
+            let mut seed = 0;
+            measured(iterations, &mut || {
+                seed += 1;
+                session_dkg::<C>(t, n, seed);
+            });
+        }
+        "sign-bare" | "sign-bare-wire" | "sign-session" => {
+            let (kps, pkp) = bare_dkg::<C>(t, n, 7);
+            let by_pid: BTreeMap<ParticipantId, KeyPackage<C>> = (1..=n)
+                .map(|i| (pid(i), kps[&Identifier::try_from(i).expect("id")].clone()))
+                .collect();
+            let mut rng = Seed::from_u64(1).rng();
+            let mut seed = 0;
+            measured(iterations, &mut || match what {
+                "sign-bare" => bare_sign::<C>(&kps, &pkp, t, &mut rng),
+                "sign-bare-wire" => bare_sign_wire::<C>(&kps, &pkp, t, &mut rng),
+                _ => {
+                    seed += 1;
+                    session_sign::<C>(&by_pid, &pkp, t, seed)
+                }
+            });
+        }
+        other => return Err(format!("unknown benchmark {other:?}")),
+    }
+    Ok(())
+}
+
+/// `frost --instr SCHEME WHAT T-of-N ITERATIONS`: runs one benchmark body ITERATIONS times
+/// without criterion, for instruction counting under callgrind (see `docs/benchmarks.md`).
+fn instr(args: &[String]) -> Result<(), String> {
+    let [scheme, what, size, iterations, ..] = args else {
+        return Err("usage: --instr SCHEME WHAT T-of-N ITERATIONS".into());
+    };
+    let (t, n) = size
+        .split_once("-of-")
+        .and_then(|(t, n)| Some((t.parse().ok()?, n.parse().ok()?)))
+        .ok_or_else(|| format!("bad size {size:?} (want T-of-N)"))?;
+    let iterations: u32 = iterations
+        .parse()
+        .map_err(|_| format!("bad iteration count {iterations:?}"))?;
+    match scheme.as_str() {
+        "frost-ed25519" => instr_suite::<frost_ed25519::Ed25519Sha512>(what, t, n, iterations),
+        "frost-secp256k1" => {
+            instr_suite::<frost_secp256k1::Secp256K1Sha256>(what, t, n, iterations)
+        }
+        "frost-p256" => instr_suite::<frost_p256::P256Sha256>(what, t, n, iterations),
+        "frost-secp256k1-tr" => {
+            instr_suite::<frost_secp256k1_tr::Secp256K1Sha256TR>(what, t, n, iterations)
+        }
+        other => Err(format!("unknown scheme {other:?}")),
+    }
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--instr") {
+        if let Err(e) = instr(&args[i + 1..]) {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+        return;
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
     print_table();
