@@ -6,13 +6,23 @@
 //! `docs/benchmarks.md` records. All parties run in one process on one thread, so a "DKG" time
 //! is the CPU cost of all n parties together, and a "sign" time that of t signers plus the
 //! coordinator's aggregation.
+//!
+//! Criterion measures bare and session one after the other, so on a shared machine a change of
+//! load between the two skews their ratio. The "paired" columns measure signing again with bare
+//! and session alternating in batches of about 20 ms (for 3 s per size, at least 10 pairs), so
+//! that both see the same load.
+//!
+//! Instruction counts (repeatable where times are not): `frost --instr SCHEME WHAT T-of-N N`
+//! runs one benchmark body N times without criterion, e.g. under
+//! `valgrind --tool=callgrind --toggle-collect='*frost::measured*'` (see `docs/benchmarks.md`).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 use std::time::Duration as StdDuration;
 
 #[path = "common/timing.rs"]
 mod timing;
-use timing::{median, timed, SAMPLES};
+use timing::{median, paired, timed, SAMPLES};
 
 use criterion::{criterion_group, BenchmarkId, Criterion};
 use frost_core::keys::dkg;
@@ -252,8 +262,39 @@ fn suite<C: FrostScheme>(c: &mut Criterion) {
                 session_sign::<C>(&by_pid, &pkp, t, seed)
             })
         });
+        if criterion_selected(name, &size) {
+            // The same comparison, bare and session alternating batch by batch (see `paired`).
+            let mut rng = Seed::from_u64(1).rng();
+            let mut seed = 0;
+            let (bare, session) = paired(
+                StdDuration::from_secs(3),
+                10,
+                || bare_sign::<C>(&kps, &pkp, t, &mut rng),
+                || {
+                    seed += 1;
+                    session_sign::<C>(&by_pid, &pkp, t, seed)
+                },
+            );
+            if let Ok(mut p) = PAIRED.lock() {
+                p.insert(format!("{name}/{size}"), (bare, session));
+            }
+        }
     }
     g.finish();
+}
+
+/// Paired signing medians (bare, session) in ns, per `scheme/size`.
+static PAIRED: Mutex<BTreeMap<String, (f64, f64)>> = Mutex::new(BTreeMap::new());
+
+/// Whether a criterion filter given on the command line (`cargo bench --bench frost -- FILTER`)
+/// selects this suite and size's signing benchmarks; the paired measurement follows it.
+fn criterion_selected(name: &str, size: &str) -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let id = format!("{name}/sign-session/{size}");
+    filters.is_empty() || filters.iter().any(|f| id.contains(f.as_str()))
 }
 
 /// One party's DKG finish at 67-of-100 Ed25519: frost-core's part3 vs `vss::finish_dkg`.
@@ -324,8 +365,9 @@ fn print_table() {
     println!(
         "\n## FROST: bare frost-core vs keyshard sessions (median ms, all parties in one thread)\n"
     );
-    println!("| scheme | size | DKG bare | DKG session | ratio | sign bare | sign bare+wire | sign session | vs bare | vs bare+wire |");
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let paired = PAIRED.lock().map(|p| p.clone()).unwrap_or_default();
+    println!("| scheme | size | DKG bare | DKG session | ratio | sign bare | sign bare+wire | sign session | vs bare | vs bare+wire | paired bare | paired session | paired ratio |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for scheme in keyshard_core::scheme::Scheme::ALL {
         for (t, n) in SIZES {
             let size = format!("{t}-of-{n}");
@@ -340,8 +382,12 @@ fn print_table() {
                 ))
             })();
             if let Some((db, ds, sb, sw, ss)) = row {
+                let (pb, ps) = paired
+                    .get(&format!("{}/{size}", scheme.name()))
+                    .copied()
+                    .unwrap_or((f64::NAN, f64::NAN));
                 println!(
-                    "| {} | {size} | {} | {} | {:.2}x | {} | {} | {} | {:.2}x | {:.2}x |",
+                    "| {} | {size} | {} | {} | {:.2}x | {} | {} | {} | {:.2}x | {:.2}x | {} | {} | {:.2}x |",
                     scheme.name(),
                     ms(db),
                     ms(ds),
@@ -350,7 +396,10 @@ fn print_table() {
                     ms(sw),
                     ms(ss),
                     ss / sb,
-                    ss / sw
+                    ss / sw,
+                    ms(pb),
+                    ms(ps),
+                    ps / pb
                 );
             }
         }
