@@ -6,13 +6,23 @@
 //! `docs/benchmarks.md` records. All parties run in one process on one thread, so a "DKG" time
 //! is the CPU cost of all n parties together, and a "sign" time that of t signers plus the
 //! coordinator's aggregation.
+//!
+//! Criterion measures bare and session one after the other, so on a shared machine a change of
+//! load between the two skews their ratio. The "paired" columns measure signing again with bare
+//! and session alternating in batches of about 20 ms (for 3 s per size, at least 10 pairs), so
+//! that both see the same load.
+//!
+//! Instruction counts (repeatable where times are not): `frost --instr SCHEME WHAT T-of-N N`
+//! runs one benchmark body N times without criterion, e.g. under
+//! `valgrind --tool=callgrind --toggle-collect='*frost::measured*'` (see `docs/benchmarks.md`).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 use std::time::Duration as StdDuration;
 
 #[path = "common/timing.rs"]
 mod timing;
-use timing::{median, timed, SAMPLES};
+use timing::{median, paired, timed, SAMPLES};
 
 use criterion::{criterion_group, BenchmarkId, Criterion};
 use frost_core::keys::dkg;
@@ -252,8 +262,39 @@ fn suite<C: FrostScheme>(c: &mut Criterion) {
                 session_sign::<C>(&by_pid, &pkp, t, seed)
             })
         });
+        if criterion_selected(name, &size) {
+            // The same comparison, bare and session alternating batch by batch (see `paired`).
+            let mut rng = Seed::from_u64(1).rng();
+            let mut seed = 0;
+            let (bare, session) = paired(
+                StdDuration::from_secs(3),
+                10,
+                || bare_sign::<C>(&kps, &pkp, t, &mut rng),
+                || {
+                    seed += 1;
+                    session_sign::<C>(&by_pid, &pkp, t, seed)
+                },
+            );
+            if let Ok(mut p) = PAIRED.lock() {
+                p.insert(format!("{name}/{size}"), (bare, session));
+            }
+        }
     }
     g.finish();
+}
+
+/// Paired signing medians (bare, session) in ns, per `scheme/size`.
+static PAIRED: Mutex<BTreeMap<String, (f64, f64)>> = Mutex::new(BTreeMap::new());
+
+/// Whether a criterion filter given on the command line (`cargo bench --bench frost -- FILTER`)
+/// selects this suite and size's signing benchmarks; the paired measurement follows it.
+fn criterion_selected(name: &str, size: &str) -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let id = format!("{name}/sign-session/{size}");
+    filters.is_empty() || filters.iter().any(|f| id.contains(f.as_str()))
 }
 
 /// One party's DKG finish at 67-of-100 Ed25519: frost-core's part3 vs `vss::finish_dkg`.
@@ -324,8 +365,9 @@ fn print_table() {
     println!(
         "\n## FROST: bare frost-core vs keyshard sessions (median ms, all parties in one thread)\n"
     );
-    println!("| scheme | size | DKG bare | DKG session | ratio | sign bare | sign bare+wire | sign session | vs bare | vs bare+wire |");
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let paired = PAIRED.lock().map(|p| p.clone()).unwrap_or_default();
+    println!("| scheme | size | DKG bare | DKG session | ratio | sign bare | sign bare+wire | sign session | vs bare | vs bare+wire | paired bare | paired session | paired ratio |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for scheme in keyshard_core::scheme::Scheme::ALL {
         for (t, n) in SIZES {
             let size = format!("{t}-of-{n}");
@@ -340,8 +382,12 @@ fn print_table() {
                 ))
             })();
             if let Some((db, ds, sb, sw, ss)) = row {
+                let (pb, ps) = paired
+                    .get(&format!("{}/{size}", scheme.name()))
+                    .copied()
+                    .unwrap_or((f64::NAN, f64::NAN));
                 println!(
-                    "| {} | {size} | {} | {} | {:.2}x | {} | {} | {} | {:.2}x | {:.2}x |",
+                    "| {} | {size} | {} | {} | {:.2}x | {} | {} | {} | {:.2}x | {:.2}x | {} | {} | {:.2}x |",
                     scheme.name(),
                     ms(db),
                     ms(ds),
@@ -350,7 +396,10 @@ fn print_table() {
                     ms(sw),
                     ms(ss),
                     ss / sb,
-                    ss / sw
+                    ss / sw,
+                    ms(pb),
+                    ms(ps),
+                    ps / pb
                 );
             }
         }
@@ -376,7 +425,87 @@ fn all(c: &mut Criterion) {
 
 criterion_group!(benches, all);
 
+/// One measured loop, kept out of line so callgrind can collect exactly it:
+/// `--toggle-collect='*frost::measured*'`.
+#[inline(never)]
+fn measured(iterations: u32, f: &mut dyn FnMut()) {
+    for _ in 0..iterations {
+        f();
+    }
+}
+
+fn instr_suite<C: FrostScheme>(what: &str, t: u16, n: u16, iterations: u32) -> Result<(), String> {
+    match what {
+        "dkg-bare" => {
+            let mut seed = 0;
+            measured(iterations, &mut || {
+                seed += 1;
+                bare_dkg::<C>(t, n, seed);
+            });
+        }
+        "dkg-session" => {
+            let mut seed = 0;
+            measured(iterations, &mut || {
+                seed += 1;
+                session_dkg::<C>(t, n, seed);
+            });
+        }
+        "sign-bare" | "sign-bare-wire" | "sign-session" => {
+            let (kps, pkp) = bare_dkg::<C>(t, n, 7);
+            let by_pid: BTreeMap<ParticipantId, KeyPackage<C>> = (1..=n)
+                .map(|i| (pid(i), kps[&Identifier::try_from(i).expect("id")].clone()))
+                .collect();
+            let mut rng = Seed::from_u64(1).rng();
+            let mut seed = 0;
+            measured(iterations, &mut || match what {
+                "sign-bare" => bare_sign::<C>(&kps, &pkp, t, &mut rng),
+                "sign-bare-wire" => bare_sign_wire::<C>(&kps, &pkp, t, &mut rng),
+                _ => {
+                    seed += 1;
+                    session_sign::<C>(&by_pid, &pkp, t, seed)
+                }
+            });
+        }
+        other => return Err(format!("unknown benchmark {other:?}")),
+    }
+    Ok(())
+}
+
+/// `frost --instr SCHEME WHAT T-of-N ITERATIONS`: runs one benchmark body ITERATIONS times
+/// without criterion, for instruction counting under callgrind (see `docs/benchmarks.md`).
+fn instr(args: &[String]) -> Result<(), String> {
+    let [scheme, what, size, iterations, ..] = args else {
+        return Err("usage: --instr SCHEME WHAT T-of-N ITERATIONS".into());
+    };
+    let (t, n) = size
+        .split_once("-of-")
+        .and_then(|(t, n)| Some((t.parse().ok()?, n.parse().ok()?)))
+        .ok_or_else(|| format!("bad size {size:?} (want T-of-N)"))?;
+    let iterations: u32 = iterations
+        .parse()
+        .map_err(|_| format!("bad iteration count {iterations:?}"))?;
+    match scheme.as_str() {
+        "frost-ed25519" => instr_suite::<frost_ed25519::Ed25519Sha512>(what, t, n, iterations),
+        "frost-secp256k1" => {
+            instr_suite::<frost_secp256k1::Secp256K1Sha256>(what, t, n, iterations)
+        }
+        "frost-p256" => instr_suite::<frost_p256::P256Sha256>(what, t, n, iterations),
+        "frost-secp256k1-tr" => {
+            instr_suite::<frost_secp256k1_tr::Secp256K1Sha256TR>(what, t, n, iterations)
+        }
+        other => Err(format!("unknown scheme {other:?}")),
+    }
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--instr") {
+        if let Err(e) = instr(&args[i + 1..]) {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+        return;
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
     print_table();

@@ -10,7 +10,10 @@
 //!   ([`canonical::decode`] with the size of our own package);
 //! - strangers accepted by `part2`: only the configured participant set may speak, each once per
 //!   round ([`FrostDkg`]);
-//! - trailing bytes and truncated public key packages: re-encode and compare ([`canonical`]);
+//! - trailing bytes and truncated public key packages: re-encode and compare ([`canonical`]); the
+//!   signing messages (commitments, signing packages) are parsed against frost's exact layout
+//!   instead, which accepts the same bytes without re-encoding every element
+//!   ([`canonical::SigningCodec`]);
 //! - nonce reuse in `round2::sign`: [`sign::SingleUseNonces`] is consumed by move;
 //! - altered higher commitments passing `part2`: every round-2 message carries the sender's digest
 //!   of each round-1 package, and round 2 is accepted only if all digests agree.

@@ -14,14 +14,14 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 
 use frost_core::keys::{KeyPackage, PublicKeyPackage};
-use frost_core::round1::{self, NonceCommitment, SigningCommitments, SigningNonces};
+use frost_core::round1::{self, SigningCommitments, SigningNonces};
 use frost_core::round2::{self, SignatureShare};
 use frost_core::{
     aggregate_custom, CheaterDetection, Ciphersuite, Error, Field, Group, Identifier, Signature,
     SigningPackage,
 };
 
-use super::canonical::{self, decode};
+use super::canonical::{self, decode, SigningCodec};
 use super::{failure_from_frost, ConfigError};
 use crate::ids::ParticipantId;
 use crate::rng::{CoreRng, Seed};
@@ -133,14 +133,23 @@ struct SignerPart<C: Ciphersuite> {
     /// `None` once spent.
     nonces: Option<SingleUseNonces<C>>,
     own_commitments: Vec<SigningCommitments<C>>,
+    /// Their canonical encodings: what this signer sends, and what a signing package must
+    /// carry for it byte for byte.
+    own_encoded: Vec<Vec<u8>>,
+}
+
+/// One signer's commitments as the coordinator accepted them: the values, and their canonical
+/// encodings (forwarded as they are in the signing packages).
+struct Commitments<C: Ciphersuite> {
+    values: Vec<SigningCommitments<C>>,
+    encoded: Vec<Vec<u8>>,
 }
 
 struct CoordinatorPart<C: Ciphersuite> {
     public_key_package: PublicKeyPackage<C>,
-    commitments: BTreeMap<ParticipantId, Vec<SigningCommitments<C>>>,
+    commitments: BTreeMap<ParticipantId, Commitments<C>>,
     packages: Option<Vec<SigningPackage<C>>>,
     shares: BTreeMap<ParticipantId, Vec<SignatureShare<C>>>,
-    commitments_len: usize,
     share_len: usize,
 }
 
@@ -164,6 +173,9 @@ pub struct FrostSign<C: Ciphersuite> {
     phase: Phase,
     signer: Option<SignerPart<C>>,
     coord: Option<CoordinatorPart<C>>,
+    /// The layout of this suite's commitments and signing packages; `None` only if frost could
+    /// not encode this party's own commitments (the session then ends at once).
+    codec: Option<SigningCodec<C>>,
     /// Senders whose message for a kind was accepted, with its bytes, for duplicate handling.
     seen: BTreeMap<(u8, ParticipantId), Vec<u8>>,
     outputs: VecDeque<SessionOutput<SignOutput<C>>>,
@@ -227,9 +239,26 @@ impl<C: Ciphersuite> FrostSign<C> {
                 key_package: kp,
                 nonces: Some(nonces),
                 own_commitments,
+                own_encoded: Vec::new(),
             })
         } else {
             None
+        };
+        // A signer encodes its commitments anyway (to send them, or as coordinator to forward
+        // them); the encoding also gives the layout of everyone else's.
+        let own_encoded = signer.as_ref().map(|s| {
+            s.own_commitments
+                .iter()
+                .map(canonical::encode)
+                .collect::<Result<Vec<_>, _>>()
+        });
+        let codec = match &own_encoded {
+            Some(Ok(encoded)) => encoded
+                .first()
+                .ok_or_else(|| "no commitments".to_string())
+                .and_then(|e| SigningCodec::from_commitments(e)),
+            Some(Err(e)) => Err(e.clone()),
+            None => SigningCodec::from_generator(),
         };
         let coord = if me == coordinator {
             let pkp =
@@ -245,10 +274,6 @@ impl<C: Ciphersuite> FrostSign<C> {
                     "a signer holds no share of this key",
                 ));
             }
-            let g = NonceCommitment::<C>::new(<C::Group as Group>::generator());
-            let commitments_len = canonical::encode(&SigningCommitments::new(g, g))
-                .map(|b| b.len())
-                .unwrap_or(0);
             let share_len = <<C::Group as Group>::Field as Field>::serialize(
                 &<<C::Group as Group>::Field as Field>::one(),
             )
@@ -259,7 +284,6 @@ impl<C: Ciphersuite> FrostSign<C> {
                 commitments: BTreeMap::new(),
                 packages: None,
                 shares: BTreeMap::new(),
-                commitments_len,
                 share_len,
             })
         } else {
@@ -276,22 +300,24 @@ impl<C: Ciphersuite> FrostSign<C> {
             phase: Phase::Commit,
             signer,
             coord,
+            codec: codec.as_ref().ok().cloned(),
             seen: BTreeMap::new(),
             outputs: VecDeque::new(),
         };
-        if let Some(own) = session.signer.as_ref().map(|s| s.own_commitments.clone()) {
+        if let Err(e) = codec {
+            session.fail(FailureKind::Library(e), BTreeSet::new());
+            return Ok(session);
+        }
+        if let (Some(signer), Some(Ok(encoded))) = (&mut session.signer, own_encoded) {
+            signer.own_encoded.clone_from(&encoded);
+            let values = signer.own_commitments.clone();
             if let Some(coord) = &mut session.coord {
-                coord.commitments.insert(me, own);
+                coord
+                    .commitments
+                    .insert(me, Commitments { values, encoded });
                 session.maybe_request(now);
             } else {
-                match own
-                    .iter()
-                    .map(canonical::encode)
-                    .collect::<Result<Vec<_>, _>>()
-                {
-                    Ok(fields) => session.send(coordinator, Frame::new(KIND_COMMIT, fields)),
-                    Err(e) => session.fail(FailureKind::Library(e), BTreeSet::new()),
-                }
+                session.send(coordinator, Frame::new(KIND_COMMIT, encoded));
             }
         }
         Ok(session)
@@ -384,7 +410,7 @@ impl<C: Ciphersuite> FrostSign<C> {
 
     fn on_commit(&mut self, from: ParticipantId, frame: Frame) -> Result<(), Rejection> {
         let count = self.messages.len();
-        let Some(coord) = &mut self.coord else {
+        let (Some(coord), Some(codec)) = (&mut self.coord, &self.codec) else {
             return Err(Rejection::NotAParticipant);
         };
         if self.phase != Phase::Commit {
@@ -397,39 +423,44 @@ impl<C: Ciphersuite> FrostSign<C> {
                 actual: frame.fields.len(),
             });
         }
-        let commitments = frame
+        let values = frame
             .fields
             .iter()
-            .map(|b| decode::<SigningCommitments<C>>(b, Some(coord.commitments_len), "commitments"))
+            .map(|b| codec.decode_commitments(b, "commitments"))
             .collect::<Result<Vec<_>, _>>()?;
-        coord.commitments.insert(from, commitments);
+        coord.commitments.insert(
+            from,
+            Commitments {
+                values,
+                encoded: frame.fields,
+            },
+        );
         Ok(())
     }
 
     /// At the coordinator: once every signer's commitments are in, send the signing packages.
     fn maybe_request(&mut self, at: Instant) {
-        let Some(coord) = &mut self.coord else { return };
+        let (Some(coord), Some(codec)) = (&mut self.coord, &self.codec) else {
+            return;
+        };
         if self.phase != Phase::Commit || coord.commitments.len() != self.signers.len() {
             return;
         }
-        let packages: Vec<SigningPackage<C>> = (0..self.messages.len())
-            .map(|k| {
-                let per_signer: BTreeMap<Identifier<C>, SigningCommitments<C>> = coord
-                    .commitments
-                    .iter()
-                    .map(|(p, c)| (p.to_frost(), c[k]))
-                    .collect();
-                SigningPackage::new(per_signer, &self.messages[k])
-            })
-            .collect();
-        let fields = match packages
-            .iter()
-            .map(canonical::encode)
-            .collect::<Result<Vec<_>, _>>()
-        {
-            Ok(f) => f,
-            Err(e) => return self.fail(FailureKind::Library(e), BTreeSet::new()),
-        };
+        // The packages are assembled from the commitments' accepted encodings: the bytes frost's
+        // `serialize` would give, without re-encoding every element.
+        let mut packages = Vec::with_capacity(self.messages.len());
+        let mut fields = Vec::with_capacity(self.messages.len());
+        for (k, message) in self.messages.iter().enumerate() {
+            let mut values = BTreeMap::new();
+            let mut encoded = BTreeMap::new();
+            for (p, c) in &coord.commitments {
+                let id: Identifier<C> = p.to_frost();
+                values.insert(id, c.values[k]);
+                encoded.insert(id, c.encoded[k].as_slice());
+            }
+            fields.push(codec.encode_package(&encoded, message));
+            packages.push(SigningPackage::new(values, message));
+        }
         coord.packages = Some(packages);
         self.phase = Phase::Share;
         self.deadline = at.saturating_add(self.round_timeout);
@@ -469,7 +500,7 @@ impl<C: Ciphersuite> FrostSign<C> {
 
     /// At a signer: validate the coordinator's packages completely, then sign once.
     fn on_request(&mut self, frame: Frame) -> Result<(), Rejection> {
-        let Some(signer) = &mut self.signer else {
+        let (Some(signer), Some(codec)) = (&mut self.signer, &self.codec) else {
             return Err(Rejection::NotAParticipant);
         };
         if signer.nonces.is_none() {
@@ -482,29 +513,42 @@ impl<C: Ciphersuite> FrostSign<C> {
                 actual: frame.fields.len(),
             });
         }
+        const FIELD: &str = "signing package";
+        let expected: BTreeSet<Identifier<C>> = self.signers.iter().map(|p| p.to_frost()).collect();
+        let me: Identifier<C> = self.me.to_frost();
         let mut packages = Vec::with_capacity(frame.fields.len());
         for (k, bytes) in frame.fields.iter().enumerate() {
-            let package: SigningPackage<C> = decode(bytes, None, "signing package")?;
-            if package.message().as_slice() != self.messages[k].as_slice() {
+            // Everything is decoded and validated before any check of content, as frost's own
+            // decoder would, except this signer's own commitments when they are byte for byte
+            // what it sent (the canonical encoding of exactly those values).
+            let parts = codec.parse_package(bytes, FIELD)?;
+            let mut commitments = BTreeMap::new();
+            for (id, encoded) in parts.entries {
+                let value = if id == me && encoded == signer.own_encoded[k].as_slice() {
+                    signer.own_commitments[k]
+                } else {
+                    codec
+                        .decode_commitments(encoded, FIELD)
+                        .map_err(|_| Rejection::Malformed { field: FIELD })?
+                };
+                commitments.insert(id, value);
+            }
+            if parts.message != self.messages[k].as_slice() {
                 return Err(Rejection::Inconsistent {
                     what: "signing package signs a different message",
                 });
             }
-            let ids: BTreeSet<Identifier<C>> =
-                package.signing_commitments().keys().copied().collect();
-            let expected: BTreeSet<Identifier<C>> =
-                self.signers.iter().map(|p| p.to_frost()).collect();
-            if ids != expected {
+            if !commitments.keys().eq(expected.iter()) {
                 return Err(Rejection::Inconsistent {
                     what: "signing package has a different signer set",
                 });
             }
-            if package.signing_commitment(&self.me.to_frost()) != Some(signer.own_commitments[k]) {
+            if commitments.get(&me) != Some(&signer.own_commitments[k]) {
                 return Err(Rejection::Inconsistent {
                     what: "signing package alters this signer's commitments",
                 });
             }
-            packages.push(package);
+            packages.push(SigningPackage::new(commitments, parts.message));
         }
         let Some(nonces) = signer.nonces.take() else {
             return Err(Rejection::NoncesAlreadyUsed);

@@ -784,3 +784,162 @@ fn config_errors_are_typed() {
         Err(ConfigError::BadThreshold { .. })
     ));
 }
+
+/// A coordinator that deviates from the signer's view in any way gets no share: a different
+/// message, a different signer set, altered own commitments (all `Inconsistent`), or a package
+/// that is not exactly the canonical encoding (`Malformed`). The signer keeps its nonces, and
+/// the honest request afterwards gets the very share it would have got without the attempts.
+fn signer_refuses_deviating_packages<C: FrostScheme>() {
+    let ids: BTreeSet<_> = (1..=3).map(pid).collect();
+    let (kps, pkp) = super::testkit::trusted_dealer::<C>(2, 3, 21);
+    let kps: BTreeMap<ParticipantId, KeyPackage<C>> = ids
+        .iter()
+        .map(|p| (*p, kps[&p.to_frost()].clone()))
+        .collect();
+    let signers: BTreeSet<_> = [pid(1), pid(2)].into();
+    let messages = vec![b"pay 1 BTC".to_vec()];
+    let fresh = || {
+        let mut sessions = sign_sessions(&kps, &pkp, &signers, pid(3), &messages, 21);
+        let mut coordinator = sessions.pop().unwrap();
+        let mut signer2 = sessions.pop().unwrap();
+        let mut signer1 = sessions.pop().unwrap();
+        assert_eq!(
+            (signer1.me(), signer2.me(), coordinator.me()),
+            (pid(1), pid(2), pid(3))
+        );
+        // Signers' commitments reach the coordinator; its request to signer 1 is the honest one.
+        let mut commits = Vec::new();
+        for s in [&mut signer1, &mut signer2] {
+            match s.poll_output() {
+                Some(SessionOutput::Send { payload, .. }) => commits.push(payload),
+                other => panic!("{other:?}"),
+            }
+        }
+        for (from, payload) in [pid(1), pid(2)].into_iter().zip(&commits) {
+            coordinator.handle_input(SessionInput::Message {
+                at: Instant::ZERO,
+                from,
+                payload: payload.as_bytes(),
+            });
+        }
+        let request = std::iter::from_fn(|| coordinator.poll_output())
+            .find_map(|o| match o {
+                SessionOutput::Send { to, payload } if to == pid(1) => {
+                    Some(payload.as_bytes().to_vec())
+                }
+                _ => None,
+            })
+            .expect("a request to signer 1");
+        let commitments: Vec<frost_core::round1::SigningCommitments<C>> = commits
+            .iter()
+            .map(|p| {
+                frost_core::round1::SigningCommitments::deserialize(
+                    &Frame::decode(p.as_bytes()).unwrap().fields[0],
+                )
+                .unwrap()
+            })
+            .collect();
+        (signer1, request, commitments)
+    };
+    let (mut signer, honest, c) = fresh();
+    // The session's request is exactly frost's encoding of the package.
+    let map = |entries: &[(u16, frost_core::round1::SigningCommitments<C>)]| {
+        entries
+            .iter()
+            .map(|(i, c)| (pid(*i).to_frost::<C>(), *c))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let request = |entries: &[(u16, frost_core::round1::SigningCommitments<C>)], m: &[u8]| {
+        let package = frost_core::SigningPackage::new(map(entries), m);
+        Frame::new(11, vec![package.serialize().unwrap()]).encode()
+    };
+    assert_eq!(honest, request(&[(1, c[0]), (2, c[1])], &messages[0]));
+
+    let g = frost_core::round1::NonceCommitment::<C>::new(<C::Group as Group>::generator());
+    let altered = frost_core::round1::SigningCommitments::new(g, g);
+    let inconsistent = |what| Rejection::Inconsistent { what };
+    let malformed = Rejection::Malformed {
+        field: "signing package",
+    };
+    let package = Frame::decode(&honest).unwrap().fields.remove(0);
+    let reframe = |p: Vec<u8>| Frame::new(11, vec![p]).encode();
+    // header(5) | count(1) | 2 x (identifier(32) | header(5) | 2 elements) | length(1) | message
+    let entry = (package.len() - 7 - messages[0].len()) / 2;
+    let element = (entry - 37) / 2;
+    let swapped = {
+        let mut p = package.clone();
+        p[6..6 + entry].copy_from_slice(&package[6 + entry..6 + 2 * entry]);
+        p[6 + entry..6 + 2 * entry].copy_from_slice(&package[6..6 + entry]);
+        p
+    };
+    let invalid_point = {
+        let mut p = package.clone();
+        // Signer 2's hiding commitment becomes 0xff..ff: no valid element in any suite.
+        let at = 6 + entry + 32 + 5;
+        p[at..at + element].fill(0xff);
+        p
+    };
+    let attempts: Vec<(Vec<u8>, Rejection)> = vec![
+        (
+            request(&[(1, c[0]), (2, c[1])], b"pay 2 BTC"),
+            inconsistent("signing package signs a different message"),
+        ),
+        (
+            request(&[(1, c[0])], &messages[0]),
+            inconsistent("signing package has a different signer set"),
+        ),
+        (
+            request(&[(1, c[0]), (2, c[1]), (3, c[1])], &messages[0]),
+            inconsistent("signing package has a different signer set"),
+        ),
+        (
+            request(&[(1, altered), (2, c[1])], &messages[0]),
+            inconsistent("signing package alters this signer's commitments"),
+        ),
+        (reframe(swapped), malformed.clone()),
+        (reframe(invalid_point), malformed.clone()),
+        (
+            reframe([&package[..5], &[0x82, 0x00], &package[6..]].concat()),
+            malformed.clone(),
+        ),
+        (reframe(package[..package.len() - 1].to_vec()), malformed),
+    ];
+    for (payload, reason) in attempts {
+        signer.handle_input(SessionInput::Message {
+            at: Instant::ZERO,
+            from: pid(3),
+            payload: &payload,
+        });
+        let outs: Vec<_> = std::iter::from_fn(|| signer.poll_output()).collect();
+        assert_eq!(outs.len(), 1, "{:?}: {outs:?}", C::ID);
+        match &outs[0] {
+            SessionOutput::Misbehaved { from, reason: r } => {
+                assert_eq!((*from, r), (pid(3), &reason), "{:?}", C::ID)
+            }
+            other => panic!("{:?}: {other:?}", C::ID),
+        }
+    }
+    let share = |s: &mut FrostSign<C>| {
+        s.handle_input(SessionInput::Message {
+            at: Instant::ZERO,
+            from: pid(3),
+            payload: &honest,
+        });
+        let outs: Vec<_> = std::iter::from_fn(|| s.poll_output()).collect();
+        match &outs[..] {
+            [SessionOutput::Send { to, payload }, SessionOutput::Done(Ok(SignOutput::SharesSent))]
+                if *to == pid(3) =>
+            {
+                payload.as_bytes().to_vec()
+            }
+            other => panic!("{:?}: {other:?}", C::ID),
+        }
+    };
+    let (mut untouched, _, _) = fresh();
+    assert_eq!(share(&mut signer), share(&mut untouched), "{:?}", C::ID);
+}
+
+#[test]
+fn a_signer_refuses_packages_that_deviate_from_its_view() {
+    for_each_suite!(signer_refuses_deviating_packages);
+}
