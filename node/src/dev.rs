@@ -123,6 +123,7 @@ pub fn stop(child: &mut Child) {
         // SAFETY-free: `kill` via the command line keeps this crate free of unsafe and libc.
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
+            .stderr(Stdio::null())
             .status();
         let end = Instant::now() + Duration::from_secs(5);
         while Instant::now() < end {
