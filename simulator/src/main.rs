@@ -16,7 +16,10 @@ use clap::Parser;
 use keyshard_sim::{run_seed, RunOptions, RunReport};
 
 #[derive(Parser, Debug)]
-#[command(name = "keyshard-sim", about = "keyshard's deterministic cluster simulator")]
+#[command(
+    name = "keyshard-sim",
+    about = "keyshard's deterministic cluster simulator"
+)]
 struct Cli {
     /// Run one seed.
     #[arg(long, conflicts_with = "seeds")]
@@ -238,7 +241,11 @@ fn main() {
         range.end,
         started.elapsed().as_secs_f64(),
         cli.threads.max(1),
-        if cli.check_determinism { ", each run twice" } else { "" },
+        if cli.check_determinism {
+            ", each run twice"
+        } else {
+            ""
+        },
         failed.len(),
         failed
     );

@@ -172,7 +172,12 @@ impl Network {
     }
 
     /// Unclogs one direction; returns the held packets with their delivery times.
-    pub fn unclog(&mut self, from: ParticipantId, to: ParticipantId, now: u64) -> Vec<(u64, Packet)> {
+    pub fn unclog(
+        &mut self,
+        from: ParticipantId,
+        to: ParticipantId,
+        now: u64,
+    ) -> Vec<(u64, Packet)> {
         let Some(l) = self.links.get_mut(&(from, to)) else {
             return vec![];
         };

@@ -276,7 +276,7 @@ impl Workload {
         }
         let mut keys: Vec<KeyId> = self.keys.keys().cloned().collect();
         // Now and then a key whose creation is still running (or failed): NoSuchKey is fine.
-        if keys.is_empty() || self.below(10) == 0 {
+        if (keys.is_empty() && self.below(4) == 0) || self.below(10) == 0 {
             keys.extend(self.pending_keys.keys().cloned());
         }
         let n = view.members.len();
@@ -305,7 +305,11 @@ impl Workload {
             }
             1 | 2 => {
                 let key = keys.get(self.below(keys.len() as u64) as usize)?.clone();
-                let count = if which == 1 { 1 } else { 2 + self.below(7) as usize };
+                let count = if which == 1 {
+                    1
+                } else {
+                    2 + self.below(7) as usize
+                };
                 let messages = (0..count)
                     .map(|_| {
                         let len = 1 + self.below(64) as usize;
@@ -313,7 +317,11 @@ impl Workload {
                     })
                     .collect();
                 let rid = self.fresh_id("sign");
-                Some(vec![self.submit(view, rid, Request::Sign { key, messages })?])
+                Some(vec![self.submit(
+                    view,
+                    rid,
+                    Request::Sign { key, messages },
+                )?])
             }
             3 => {
                 let key = keys.get(self.below(keys.len() as u64) as usize)?.clone();
@@ -339,7 +347,11 @@ impl Workload {
                 let rid = self.fresh_id("add");
                 let request = Request::AddMember {
                     id,
-                    role: if self.below(2) == 0 { NodeRole::Tee } else { NodeRole::Mesh },
+                    role: if self.below(2) == 0 {
+                        NodeRole::Tee
+                    } else {
+                        NodeRole::Mesh
+                    },
                     address: format!("10.0.0.{}:7000", id.get()),
                 };
                 let submit = self.submit(view, rid, request)?;
@@ -352,7 +364,11 @@ impl Workload {
                 let members: Vec<ParticipantId> = view.members.iter().copied().collect();
                 let id = self.pick(&members)?;
                 let rid = self.fresh_id("remove");
-                Some(vec![self.submit(view, rid, Request::RemoveMember { id })?])
+                Some(vec![self.submit(
+                    view,
+                    rid,
+                    Request::RemoveMember { id },
+                )?])
             }
             _ => {
                 let rid = self.fresh_id("bad");
@@ -368,7 +384,10 @@ impl Workload {
                         messages: vec![b"m".to_vec()],
                     },
                     _ => Request::Sign {
-                        key: keys.first().cloned().unwrap_or_else(|| KeyId::new("k0").expect("valid")),
+                        key: keys
+                            .first()
+                            .cloned()
+                            .unwrap_or_else(|| KeyId::new("k0").expect("valid")),
                         messages: vec![],
                     },
                 };

@@ -292,17 +292,30 @@ impl World {
             }
         }
         let inc = self.slots[&id].incarnation;
-        self.trace.record(now, "start", &[id.get() as u8, inc as u8], || {
-            format!("start node {id} (incarnation {inc})")
-        });
+        self.trace
+            .record(now, "start", &[id.get() as u8, inc as u8], || {
+                format!("start node {id} (incarnation {inc})")
+            });
         // A fresh node believes every peer is up; its transport soon says otherwise.
         let peers: Vec<ParticipantId> = self.slots.keys().copied().filter(|p| *p != id).collect();
         for p in peers {
             self.reported.insert((id, p), true);
             let d = self.range((0, self.params.detect.0));
-            self.schedule(d, Ev::PeerCheck { observer: id, peer: p });
+            self.schedule(
+                d,
+                Ev::PeerCheck {
+                    observer: id,
+                    peer: p,
+                },
+            );
             let d = self.range(self.params.detect);
-            self.schedule(d, Ev::PeerCheck { observer: p, peer: id });
+            self.schedule(
+                d,
+                Ev::PeerCheck {
+                    observer: p,
+                    peer: id,
+                },
+            );
         }
         self.drain(id);
     }
@@ -316,7 +329,11 @@ impl World {
     }
 
     /// Feeds one input to a running node, then drains it.
-    fn feed(&mut self, id: ParticipantId, make: impl FnOnce(keyshard_core::time::Instant) -> Input<'static>) {
+    fn feed(
+        &mut self,
+        id: ParticipantId,
+        make: impl FnOnce(keyshard_core::time::Instant) -> Input<'static>,
+    ) {
         let now = self.now;
         let Some(slot) = self.slots.get_mut(&id) else {
             return;
@@ -327,7 +344,10 @@ impl World {
         };
         self.stats.inputs += 1;
         if let Err(e) = node.handle_input(make(local)) {
-            self.violation("driver-contract", format!("node {id} refused a driver input: {e}"));
+            self.violation(
+                "driver-contract",
+                format!("node {id} refused a driver input: {e}"),
+            );
         }
         self.drain(id);
     }
@@ -343,7 +363,10 @@ impl World {
         };
         self.stats.inputs += 1;
         if let Err(e) = node.handle_input(Input::Message { at, from, bytes }) {
-            self.violation("driver-contract", format!("node {id} refused a message input: {e}"));
+            self.violation(
+                "driver-contract",
+                format!("node {id} refused a message input: {e}"),
+            );
         }
         self.drain(id);
     }
@@ -367,7 +390,12 @@ impl World {
                 Output::Transmit { to, bytes } => {
                     self.checkers.transmitted(&bytes);
                     self.trace.record(now, "send", &bytes, || {
-                        format!("{id} -> {to}: {} bytes (tag {}) #{}", bytes.len(), bytes.first().copied().unwrap_or(0), short_digest(&bytes))
+                        format!(
+                            "{id} -> {to}: {} bytes (tag {}) #{}",
+                            bytes.len(),
+                            bytes.first().copied().unwrap_or(0),
+                            short_digest(&bytes)
+                        )
                     });
                     let to_incarnation = self.slots.get(&to).map_or(0, |s| s.incarnation);
                     let packet = Packet {
@@ -393,9 +421,13 @@ impl World {
                     };
                     let done_at = slot.disk.submit(batch, now, lat);
                     let incarnation = slot.incarnation;
-                    self.trace.record(now, "persist", &token.0.to_be_bytes(), || {
-                        format!("{id} persist batch {} ({ops} ops), durable at {done_at}", token.0)
-                    });
+                    self.trace
+                        .record(now, "persist", &token.0.to_be_bytes(), || {
+                            format!(
+                                "{id} persist batch {} ({ops} ops), durable at {done_at}",
+                                token.0
+                            )
+                        });
                     self.seq += 1;
                     self.queue.insert(
                         (done_at, self.seq),
@@ -418,7 +450,9 @@ impl World {
     fn on_event(&mut self, id: ParticipantId, e: Event) {
         let now = self.now;
         let text = format!("{e:?}");
-        self.trace.record(now, "event", text.as_bytes(), || format!("{id} event {text}"));
+        self.trace.record(now, "event", text.as_bytes(), || {
+            format!("{id} event {text}")
+        });
         let inc = self.slots[&id].incarnation;
         match e {
             Event::Completed { request_id, result } => {
@@ -435,7 +469,10 @@ impl World {
             Event::KeyRegistered { .. } => self.stats.registered += 1,
             Event::LeaderChanged { .. } => self.stats.leader_changes += 1,
             Event::BadLogEntry { index, reason } => {
-                self.violation("log-entries-decode", format!("node {id}: entry {index}: {reason}"));
+                self.violation(
+                    "log-entries-decode",
+                    format!("node {id}: entry {index}: {reason}"),
+                );
             }
             _ => {}
         }
@@ -454,8 +491,9 @@ impl World {
             self.checkers.leader_view(now, id, node.term(), l);
         }
         let slots = &self.slots;
-        self.checkers
-            .registry_seen(now, id, node.registry(), &|p| slots.get(&p).map(|s| &s.disk.durable));
+        self.checkers.registry_seen(now, id, node.registry(), &|p| {
+            slots.get(&p).map(|s| &s.disk.durable)
+        });
         let deadline = slot.clock.global_at(node.poll_timeout(), now);
         self.slots.get_mut(&id).expect("exists").deadline = Some(deadline);
     }
@@ -471,7 +509,11 @@ impl World {
             return false;
         }
         let next_event = self.queue.first_key_value().map(|(k, _)| k.0);
-        let next_timer = self.slots.values().filter_map(|s| s.deadline.filter(|_| s.node.is_some())).min();
+        let next_timer = self
+            .slots
+            .values()
+            .filter_map(|s| s.deadline.filter(|_| s.node.is_some()))
+            .min();
         match (next_event, next_timer) {
             (_, Some(t)) if next_event.is_none_or(|e| t <= e) => {
                 self.now = self.now.max(t);
@@ -482,7 +524,10 @@ impl World {
                     .map(|(id, _)| *id)
                     .collect();
                 for id in due {
-                    self.trace.record(self.now, "timeout", &[id.get() as u8], || format!("{id} timeout"));
+                    self.trace
+                        .record(self.now, "timeout", &[id.get() as u8], || {
+                            format!("{id} timeout")
+                        });
                     self.feed(id, |now| Input::Timeout { now });
                 }
             }
@@ -499,7 +544,8 @@ impl World {
                 Probe::Done => self.done = true,
                 Probe::Failed(why) => {
                     let why = why.clone();
-                    self.checkers.liveness_failed(self.now, format!("the final probe failed: {why}"));
+                    self.checkers
+                        .liveness_failed(self.now, format!("the final probe failed: {why}"));
                 }
                 _ if self.now > started + self.params.probe_ms => {
                     let detail = format!(
@@ -519,16 +565,34 @@ impl World {
         let now = self.now;
         match ev {
             Ev::Deliver(p) => {
-                let ok = self.slots.get(&p.to).is_some_and(|s| s.node.is_some() && s.incarnation == p.to_incarnation)
+                let ok = self
+                    .slots
+                    .get(&p.to)
+                    .is_some_and(|s| s.node.is_some() && s.incarnation == p.to_incarnation)
                     && self.net.arrives(p.from, p.to);
-                self.trace.record(now, "deliver", &[p.from.get() as u8, p.to.get() as u8, ok as u8], || {
-                    format!("{} -> {} {} #{}", p.from, p.to, if ok { "delivered" } else { "dropped" }, short_digest(&p.bytes))
-                });
+                self.trace.record(
+                    now,
+                    "deliver",
+                    &[p.from.get() as u8, p.to.get() as u8, ok as u8],
+                    || {
+                        format!(
+                            "{} -> {} {} #{}",
+                            p.from,
+                            p.to,
+                            if ok { "delivered" } else { "dropped" },
+                            short_digest(&p.bytes)
+                        )
+                    },
+                );
                 if ok {
                     self.feed_message(p.to, p.from, &p.bytes);
                 }
             }
-            Ev::DiskDone { node, incarnation, token } => {
+            Ev::DiskDone {
+                node,
+                incarnation,
+                token,
+            } => {
                 let Some(slot) = self.slots.get_mut(&node) else {
                     return;
                 };
@@ -537,12 +601,19 @@ impl World {
                 }
                 let batch = slot.disk.pending.front().map(|p| p.batch.clone());
                 if !slot.disk.complete(token) {
-                    self.violation("driver-contract", format!("simulator bug: disk of {node} completed out of order"));
+                    self.violation(
+                        "driver-contract",
+                        format!("simulator bug: disk of {node} completed out of order"),
+                    );
                     return;
                 }
                 let batch = batch.expect("completed");
-                self.checkers.batch_durable(now, node, &batch, &self.slots[&node].disk.durable);
-                self.trace.record(now, "durable", &token.0.to_be_bytes(), || format!("{node} batch {} durable", token.0));
+                self.checkers
+                    .batch_durable(now, node, &batch, &self.slots[&node].disk.durable);
+                self.trace
+                    .record(now, "durable", &token.0.to_be_bytes(), || {
+                        format!("{node} batch {} durable", token.0)
+                    });
                 self.feed(node, |at| Input::Persisted { at, token });
             }
             Ev::PeerCheck { observer, peer } => self.peer_check(observer, peer),
@@ -550,7 +621,12 @@ impl World {
                 if self.phase != Phase::Safety {
                     return;
                 }
-                let live: Vec<ParticipantId> = self.slots.iter().filter(|(_, s)| s.node.is_some()).map(|(id, _)| *id).collect();
+                let live: Vec<ParticipantId> = self
+                    .slots
+                    .iter()
+                    .filter(|(_, s)| s.node.is_some())
+                    .map(|(id, _)| *id)
+                    .collect();
                 if !live.is_empty() {
                     let id = live[self.below(live.len() as u64) as usize];
                     self.crash(id);
@@ -561,7 +637,11 @@ impl World {
                 }
             }
             Ev::Restart(id, inc) => {
-                if self.slots.get(&id).is_some_and(|s| s.node.is_none() && s.incarnation == inc) {
+                if self
+                    .slots
+                    .get(&id)
+                    .is_some_and(|s| s.node.is_none() && s.incarnation == inc)
+                {
                     self.stats.restarts += 1;
                     self.start(id);
                 }
@@ -581,7 +661,15 @@ impl World {
                         }
                     }
                 }
-                self.trace.record(now, "partition", &[], || format!("partition {:?}", ids.iter().zip(&side).map(|(p, s)| (p.get(), *s)).collect::<Vec<_>>()));
+                self.trace.record(now, "partition", &[], || {
+                    format!(
+                        "partition {:?}",
+                        ids.iter()
+                            .zip(&side)
+                            .map(|(p, s)| (p.get(), *s))
+                            .collect::<Vec<_>>()
+                    )
+                });
                 self.cut(cut);
                 if let Some(mean) = self.params.partition_every {
                     let d = 1 + self.below(2 * mean);
@@ -597,7 +685,8 @@ impl World {
                 let b = ids[self.below(ids.len() as u64) as usize];
                 if a != b {
                     self.stats.oneway += 1;
-                    self.trace.record(now, "oneway", &[], || format!("cut {a} -> {b}"));
+                    self.trace
+                        .record(now, "oneway", &[], || format!("cut {a} -> {b}"));
                     self.cut(vec![(a, b)]);
                 }
                 if let Some(mean) = self.params.oneway_every {
@@ -632,19 +721,22 @@ impl World {
             Ev::ClogLink(a, b) => {
                 if self.phase == Phase::Safety {
                     self.stats.clogged += 1;
-                    self.trace.record(now, "clog", &[], || format!("clog {a} -> {b}"));
+                    self.trace
+                        .record(now, "clog", &[], || format!("clog {a} -> {b}"));
                     self.net.clog(a, b);
                 }
             }
             Ev::Unclog(a, b) => {
-                self.trace.record(now, "unclog", &[], || format!("unclog {a} -> {b}"));
+                self.trace
+                    .record(now, "unclog", &[], || format!("unclog {a} -> {b}"));
                 for (at, p) in self.net.unclog(a, b, now) {
                     self.seq += 1;
                     self.queue.insert((at, self.seq), Ev::Deliver(p));
                 }
             }
             Ev::Heal(links) => {
-                self.trace.record(now, "heal", &[], || format!("heal {links:?}"));
+                self.trace
+                    .record(now, "heal", &[], || format!("heal {links:?}"));
                 for (a, b) in &links {
                     self.net.set_cut(*a, *b, false);
                 }
@@ -660,7 +752,9 @@ impl World {
             }
             Ev::Liveness => self.begin_liveness(),
             Ev::Probe => {
-                self.trace.record(now, "probe", &[], || "final probe: create a key and sign".into());
+                self.trace.record(now, "probe", &[], || {
+                    "final probe: create a key and sign".into()
+                });
                 self.probe_started = Some(now);
                 self.workload.start_probe();
             }
@@ -681,7 +775,13 @@ impl World {
         for (a, b) in links {
             for (o, p) in [(*a, *b), (*b, *a)] {
                 let d = self.range(self.params.detect);
-                self.schedule(d, Ev::PeerCheck { observer: o, peer: p });
+                self.schedule(
+                    d,
+                    Ev::PeerCheck {
+                        observer: o,
+                        peer: p,
+                    },
+                );
             }
         }
     }
@@ -698,9 +798,12 @@ impl World {
         }
         self.reported.insert((observer, peer), up);
         self.stats.peer_status += 1;
-        self.trace.record(self.now, "peer", &[observer.get() as u8, peer.get() as u8, up as u8], || {
-            format!("{observer} sees {peer} {}", if up { "up" } else { "down" })
-        });
+        self.trace.record(
+            self.now,
+            "peer",
+            &[observer.get() as u8, peer.get() as u8, up as u8],
+            || format!("{observer} sees {peer} {}", if up { "up" } else { "down" }),
+        );
         self.feed(observer, |at| Input::PeerStatus { at, peer, up });
     }
 
@@ -734,7 +837,13 @@ impl World {
         let peers: Vec<ParticipantId> = self.slots.keys().copied().filter(|p| *p != id).collect();
         for p in peers {
             let d = self.range(self.params.detect);
-            self.schedule(d, Ev::PeerCheck { observer: p, peer: id });
+            self.schedule(
+                d,
+                Ev::PeerCheck {
+                    observer: p,
+                    peer: id,
+                },
+            );
         }
         let inc = self.slots[&id].incarnation;
         let down = self.range(self.params.downtime);
@@ -744,7 +853,9 @@ impl World {
     fn begin_liveness(&mut self) {
         let now = self.now;
         self.phase = Phase::Liveness;
-        self.trace.record(now, "liveness", &[], || "LIVENESS PHASE: the network heals, crashed nodes restart".into());
+        self.trace.record(now, "liveness", &[], || {
+            "LIVENESS PHASE: the network heals, crashed nodes restart".into()
+        });
         self.net.loss_ppm = 0;
         self.net.dup_ppm = 0;
         // Heal every cut and clogged link, in random order over two seconds.
@@ -800,15 +911,26 @@ impl World {
 
     fn act(&mut self, action: Action) {
         match action {
-            Action::Submit { node, request_id, request } => {
+            Action::Submit {
+                node,
+                request_id,
+                request,
+            } => {
                 let now = self.now;
                 if !self.alive(node) {
                     return;
                 }
                 let inc = self.slots[&node].incarnation;
-                self.checkers.submitted(now, (node, inc), &request_id, &request);
-                self.trace.record(now, "client", request_id.as_bytes(), || format!("client -> {node}: {request_id} {request:?}"));
-                self.feed(node, |at| Input::Client { at, request_id, request });
+                self.checkers
+                    .submitted(now, (node, inc), &request_id, &request);
+                self.trace.record(now, "client", request_id.as_bytes(), || {
+                    format!("client -> {node}: {request_id} {request:?}")
+                });
+                self.feed(node, |at| Input::Client {
+                    at,
+                    request_id,
+                    request,
+                });
             }
             Action::StartJoiner(id) => {
                 if !self.slots.contains_key(&id) && id.get() <= self.params.max_id {
@@ -825,7 +947,8 @@ impl World {
         let limit = self.params.safety_ms + self.params.settle_ms + self.params.probe_ms + 60_000;
         while self.step() {
             if self.now > limit {
-                self.checkers.liveness_failed(self.now, "the run did not finish".into());
+                self.checkers
+                    .liveness_failed(self.now, "the run did not finish".into());
                 break;
             }
         }
@@ -861,7 +984,8 @@ pub fn run_seed(opts: &RunOptions) -> RunReport {
                 .unwrap_or_else(|| "a panic without a message".into());
             RunReport {
                 seed: opts.seed,
-                params: Params::draw(Seed::from_u64(opts.seed).child(b"params", &[]).rng()).summary(),
+                params: Params::draw(Seed::from_u64(opts.seed).child(b"params", &[]).rng())
+                    .summary(),
                 violations: vec![Violation {
                     at: 0,
                     checker: "no-panic",

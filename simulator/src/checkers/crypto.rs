@@ -88,7 +88,9 @@ fn package_info<C: Ciphersuite>(
     for h in holders {
         let id = Identifier::<C>::try_from(h.get()).map_err(|e| format!("identifier: {e}"))?;
         if let Some(vs) = pkp.verifying_shares().get(&id) {
-            let vs = vs.serialize().map_err(|e| format!("verifying share: {e}"))?;
+            let vs = vs
+                .serialize()
+                .map_err(|e| format!("verifying share: {e}"))?;
             verifying_shares.push((*h, vs));
         }
     }
@@ -111,7 +113,9 @@ pub fn decode_package(
     with_suite!(scheme, C => package_info::<C>(bytes, holders))
 }
 
-fn reconstruct_with<C: Ciphersuite>(shares: &[&[u8]]) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), String> {
+fn reconstruct_with<C: Ciphersuite>(
+    shares: &[&[u8]],
+) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), String> {
     let kps: Vec<KeyPackage<C>> = shares
         .iter()
         .map(|b| KeyPackage::<C>::deserialize(b).map_err(|e| format!("key package: {e}")))
@@ -134,10 +138,17 @@ pub fn reconstruct(
 
 /// Verifies `signature` on `message` under the standard-encoded `public_key` with the
 /// independent verifier of `scheme` (no frost code).
-pub fn verify(scheme: Scheme, public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<(), String> {
+pub fn verify(
+    scheme: Scheme,
+    public_key: &[u8],
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), String> {
     let r = match scheme {
         Scheme::FrostEd25519 => keyshard_verifier::ed25519(public_key, message, signature),
-        Scheme::FrostSecp256k1 => keyshard_verifier::frost_secp256k1(public_key, message, signature),
+        Scheme::FrostSecp256k1 => {
+            keyshard_verifier::frost_secp256k1(public_key, message, signature)
+        }
         Scheme::FrostP256 => keyshard_verifier::frost_p256(public_key, message, signature),
         Scheme::FrostSecp256k1Taproot => keyshard_verifier::bip340(public_key, message, signature),
     };

@@ -255,7 +255,9 @@ impl Checkers {
                             self.fail(at, "share-decodes", detail);
                         }
                         None => {
-                            let detail = format!("node {node} stored a share of {key}, which no task or key names");
+                            let detail = format!(
+                                "node {node} stored a share of {key}, which no task or key names"
+                            );
                             self.fail(at, "share-decodes", detail);
                         }
                     }
@@ -303,7 +305,8 @@ impl Checkers {
         }
         self.archive_scanned = self.archive.len();
         for key in found {
-            let detail = format!("the group secret of {key} appears in a message or a persisted batch");
+            let detail =
+                format!("the group secret of {key} appears in a message or a persisted batch");
             self.fail(at, "no-whole-secret", detail);
         }
         let tail = &self.raft_archive[self.raft_scanned..];
@@ -314,12 +317,22 @@ impl Checkers {
             .count();
         self.raft_scanned = self.raft_archive.len();
         if leaked > 0 {
-            self.fail(at, "no-share-in-raft", format!("{leaked} key shares appear in Raft entries"));
+            self.fail(
+                at,
+                "no-share-in-raft",
+                format!("{leaked} key shares appear in Raft entries"),
+            );
         }
     }
 
     /// A batch of `node` became durable; `disk` is its durable state after it.
-    pub fn batch_durable(&mut self, at: u64, node: ParticipantId, batch: &PersistBatch, disk: &DiskState) {
+    pub fn batch_durable(
+        &mut self,
+        at: u64,
+        node: ParticipantId,
+        batch: &PersistBatch,
+        disk: &DiskState,
+    ) {
         let commit = disk.hard_state.map_or(0, |h| h.commit);
         let checked = self.checked_commit.get(&node).copied().unwrap_or(0);
         let check = |index: u64, term: u64, bytes: &[u8], me: &mut Checkers| {
@@ -457,7 +470,10 @@ impl Checkers {
             }
         }
         if pkp.min_signers != Some(t) {
-            let detail = format!("{key} {version}: package threshold {:?}, registry {t}", pkp.min_signers);
+            let detail = format!(
+                "{key} {version}: package threshold {:?}, registry {t}",
+                pkp.min_signers
+            );
             self.fail(at, "same-group-key", detail);
         }
         // Every member holding the version must hold a share of this group key, matching its
@@ -468,13 +484,19 @@ impl Checkers {
                 continue;
             }
             let Some(share) = disks(*h).and_then(|d| d.shares.get(&(key.clone(), version))) else {
-                let detail = format!("member {h} of {key} {version} holds no durable share of it when it committed");
+                let detail = format!(
+                    "member {h} of {key} {version} holds no durable share of it when it committed"
+                );
                 self.fail(at, "members-hold-shares", detail);
                 continue;
             };
             match crypto::decode_share(scheme, share.expose()) {
                 Ok(info) => {
-                    let vs = pkp.verifying_shares.iter().find(|(p, _)| p == h).map(|(_, v)| v);
+                    let vs = pkp
+                        .verifying_shares
+                        .iter()
+                        .find(|(p, _)| p == h)
+                        .map(|(_, v)| v);
                     if info.group_key != pkp.group_key
                         || vs != Some(&info.verifying_share)
                         || info.min_signers != t
@@ -487,7 +509,11 @@ impl Checkers {
                     shares.push((*h, share.expose()));
                 }
                 Err(e) => {
-                    self.fail(at, "same-group-key", format!("member {h}'s share of {key} {version}: {e}"));
+                    self.fail(
+                        at,
+                        "same-group-key",
+                        format!("member {h}'s share of {key} {version}: {e}"),
+                    );
                 }
             }
         }
@@ -498,7 +524,10 @@ impl Checkers {
         // Any t shares give the same secret, and its public key is the group key.
         let first: Vec<&[u8]> = shares[..t].iter().map(|(_, s)| *s).collect();
         let last: Vec<&[u8]> = shares[shares.len() - t..].iter().map(|(_, s)| *s).collect();
-        let (a, b) = (crypto::reconstruct(scheme, &first), crypto::reconstruct(scheme, &last));
+        let (a, b) = (
+            crypto::reconstruct(scheme, &first),
+            crypto::reconstruct(scheme, &last),
+        );
         match (a, b) {
             (Ok((sa, ka)), Ok((sb, _))) => {
                 if sa != sb {
@@ -536,9 +565,10 @@ impl Checkers {
         self.requests
             .entry(request_id.to_string())
             .or_insert_with(|| request.clone());
+        // A repeated submission restarts the node's deadline for it: the bound counts from the
+        // latest one.
         self.waiting
-            .entry((node, request_id.to_string()))
-            .or_insert(Waiting { since: at });
+            .insert((node, request_id.to_string()), Waiting { since: at });
     }
 
     /// A node answered.
@@ -550,7 +580,11 @@ impl Checkers {
         result: &Result<Response, RequestError>,
     ) {
         self.stats.answers += 1;
-        if self.waiting.remove(&(node, request_id.to_string())).is_none() {
+        if self
+            .waiting
+            .remove(&(node, request_id.to_string()))
+            .is_none()
+        {
             let detail = format!(
                 "node {} answered {request_id} ({}) but no request was waiting there (answered twice?)",
                 node.0,
@@ -562,41 +596,76 @@ impl Checkers {
             return;
         };
         match (result, &request) {
-            (Ok(Response::Signed { key, signatures, .. }), Request::Sign { key: k, messages }) => {
+            (
+                Ok(Response::Signed {
+                    key, signatures, ..
+                }),
+                Request::Sign { key: k, messages },
+            ) => {
                 if key != k || signatures.len() != messages.len() {
-                    let detail = format!("{request_id}: signed with {key} / {} signatures for {} messages", signatures.len(), messages.len());
+                    let detail = format!(
+                        "{request_id}: signed with {key} / {} signatures for {} messages",
+                        signatures.len(),
+                        messages.len()
+                    );
                     return self.fail(at, "signatures-verify", detail);
                 }
                 let Some(facts) = self.keys.get(key) else {
-                    return self.fail(at, "signatures-verify", format!("{request_id}: signed with {key}, never committed"));
+                    return self.fail(
+                        at,
+                        "signatures-verify",
+                        format!("{request_id}: signed with {key}, never committed"),
+                    );
                 };
                 let (scheme, pk) = (facts.scheme, facts.public_key.clone());
                 for (m, s) in messages.iter().zip(signatures) {
                     self.stats.signatures += 1;
                     if let Err(e) = crypto::verify(scheme, &pk, m, s) {
-                        let detail = format!("{request_id}: a {scheme} signature by {key} does not verify: {e}");
+                        let detail = format!(
+                            "{request_id}: a {scheme} signature by {key} does not verify: {e}"
+                        );
                         self.fail(at, "signatures-verify", detail);
                     }
                 }
             }
-            (Ok(Response::KeyCreated { key, public_key, .. }), Request::CreateKey { key: k, .. }) => {
+            (
+                Ok(Response::KeyCreated {
+                    key, public_key, ..
+                }),
+                Request::CreateKey { key: k, .. },
+            ) => {
                 if key != k || self.keys.get(key).map(|f| &f.public_key) != Some(public_key) {
-                    let detail = format!("{request_id}: the created public key is not the committed one of {k}");
+                    let detail = format!(
+                        "{request_id}: the created public key is not the committed one of {k}"
+                    );
                     self.fail(at, "answers-match-registry", detail);
                 }
-                let first = self.created.entry(request_id.to_string()).or_insert_with(|| public_key.clone());
+                let first = self
+                    .created
+                    .entry(request_id.to_string())
+                    .or_insert_with(|| public_key.clone());
                 if first != public_key {
-                    let detail = format!("{request_id}: two different public keys for one request id");
+                    let detail =
+                        format!("{request_id}: two different public keys for one request id");
                     self.fail(at, "answers-match-registry", detail);
                 }
             }
-            (Ok(Response::Reshared { key, public_key, .. }), Request::Reshare { key: k, .. }) => {
+            (
+                Ok(Response::Reshared {
+                    key, public_key, ..
+                }),
+                Request::Reshare { key: k, .. },
+            ) => {
                 if key != k || self.keys.get(key).map(|f| &f.public_key) != Some(public_key) {
-                    let detail = format!("{request_id}: the reshare answer's public key is not {k}'s");
+                    let detail =
+                        format!("{request_id}: the reshare answer's public key is not {k}'s");
                     self.fail(at, "reshare-keeps-key", detail);
                 }
             }
-            (Ok(Response::MembershipChanged { .. }), Request::AddMember { .. } | Request::RemoveMember { .. }) => {}
+            (
+                Ok(Response::MembershipChanged { .. }),
+                Request::AddMember { .. } | Request::RemoveMember { .. },
+            ) => {}
             (Err(_), _) => {}
             (Ok(r), q) => {
                 let detail = format!("{request_id}: answer {r:?} does not fit request {q:?}");
@@ -641,9 +710,14 @@ impl Checkers {
 pub fn brief(result: &Result<Response, RequestError>) -> String {
     match result {
         Ok(Response::KeyCreated { key, version, .. }) => format!("created {key} {version}"),
-        Ok(Response::Signed { key, signatures, .. }) => format!("{} signatures by {key}", signatures.len()),
+        Ok(Response::Signed {
+            key, signatures, ..
+        }) => format!("{} signatures by {key}", signatures.len()),
         Ok(Response::Reshared { key, version, .. }) => format!("reshared {key} to {version}"),
-        Ok(Response::MembershipChanged { members }) => format!("members {:?}", members.keys().map(|p| p.get()).collect::<Vec<_>>()),
+        Ok(Response::MembershipChanged { members }) => format!(
+            "members {:?}",
+            members.keys().map(|p| p.get()).collect::<Vec<_>>()
+        ),
         Err(e) => format!("error {e:?}"),
     }
 }
