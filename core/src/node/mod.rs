@@ -1386,6 +1386,8 @@ impl Node {
                 // v+1 is stored beside v; v stays the signing version until the cluster
                 // activates v+1 (CompleteReshare).
                 let share_key = (t.spec.key.clone(), out.version);
+                #[cfg(feature = "bug-injection")]
+                let kind = t.kind;
                 let token = self.token();
                 let ops = vec![
                     PersistOp::PutShare {
@@ -1400,7 +1402,7 @@ impl Node {
                     },
                 ];
                 #[cfg(feature = "bug-injection")]
-                let ops = match (self.bug, t.kind) {
+                let ops = match (self.bug, kind) {
                     (Some(InjectedBug::EraseOldWhenStaged), TaskKind::Reshare { from_version }) => {
                         self.shares.remove(&(share_key.0.clone(), from_version));
                         let erase = PersistOp::EraseShare {
