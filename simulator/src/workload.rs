@@ -417,6 +417,14 @@ impl Workload {
                 }
                 return;
             }
+            // Signers cooling down after timeouts (core's `select::Exclusions`, 60 s by
+            // default) are not picked even once the network healed: the probe's client waits
+            // and asks again, within the probe's bound.
+            Err(RequestError::NotEnoughParticipants { .. }) if request_id.starts_with("probe") => {
+                self.stats.errors += 1;
+                o.retry_at = Some(now + 2_000);
+                return;
+            }
             Err(e) => {
                 if let RequestError::KeyExists(k) = e {
                     if let Some(s) = self.pending_keys.remove(k) {
