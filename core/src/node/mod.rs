@@ -434,6 +434,9 @@ pub struct Node {
     membership_pending: Option<String>,
     /// Counters, for metrics and tests.
     pub stats: NodeStats,
+    /// A deliberate bug switched on by a simulator test.
+    #[cfg(feature = "bug-injection")]
+    pub bug: Option<InjectedBug>,
 }
 
 /// Counters a driver exports as metrics.
@@ -451,6 +454,18 @@ pub struct NodeStats {
     pub max_running_dkg: usize,
     /// Leadership transfers this node decided as a lagging leader.
     pub leader_transfers: u64,
+}
+
+/// Deliberate bugs the simulator's tests switch on to show that its checkers catch them
+/// (feature `bug-injection`, test builds only).
+#[cfg(feature = "bug-injection")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InjectedBug {
+    /// A new member erases its share of version `v` as soon as it staged `v+1`, before the
+    /// registry committed `v+1`.
+    EraseOldWhenStaged,
+    /// The leader commits a DKG after the first success report instead of waiting for all.
+    CompleteDkgEarly,
 }
 
 fn pid_of(raft_id: u64) -> Option<ParticipantId> {
@@ -596,6 +611,8 @@ impl Node {
             membership_queue: VecDeque::new(),
             membership_pending: None,
             stats: NodeStats::default(),
+            #[cfg(feature = "bug-injection")]
+            bug: None,
             cfg,
             raw,
         };
@@ -756,13 +773,14 @@ impl Node {
                 break;
             }
             let mut rd = self.raw.ready();
+            let mut leader_changed = false;
             if let Some(ss) = rd.ss() {
                 let leader = pid_of(ss.leader_id);
                 if leader != self.leader {
                     self.leader = leader;
                     let term = self.raw.raft.term;
                     self.event(Event::LeaderChanged { leader, term });
-                    self.on_leader_changed();
+                    leader_changed = true;
                 }
             }
             for m in rd.take_messages() {
@@ -806,6 +824,12 @@ impl Node {
             let persisted_msgs = rd.take_persisted_messages();
             let number = rd.number();
             self.raw.advance_append_async(rd);
+            // Only now: a new leader proposes (queued tasks, re-routed requests), and raft-rs
+            // panics if the log grows between `ready()` and `advance_append_async` (found by
+            // the simulator, seed 2).
+            if leader_changed {
+                self.on_leader_changed();
+            }
             self.apply_committed(committed);
             self.raw.advance_apply();
             if ops.is_empty() {
@@ -1362,6 +1386,8 @@ impl Node {
                 // v+1 is stored beside v; v stays the signing version until the cluster
                 // activates v+1 (CompleteReshare).
                 let share_key = (t.spec.key.clone(), out.version);
+                #[cfg(feature = "bug-injection")]
+                let kind = t.kind;
                 let token = self.token();
                 let ops = vec![
                     PersistOp::PutShare {
@@ -1375,6 +1401,18 @@ impl Node {
                         value: RecordValue::Public(encode_origin(task, attempt)),
                     },
                 ];
+                #[cfg(feature = "bug-injection")]
+                let ops = match (self.bug, kind) {
+                    (Some(InjectedBug::EraseOldWhenStaged), TaskKind::Reshare { from_version }) => {
+                        self.shares.remove(&(share_key.0.clone(), from_version));
+                        let erase = PersistOp::EraseShare {
+                            key: share_key.0.clone(),
+                            version: from_version,
+                        };
+                        ops.into_iter().chain([erase]).collect()
+                    }
+                    _ => ops,
+                };
                 self.shares.insert(share_key.clone(), out.share);
                 self.share_origin.insert(share_key, (task, attempt));
                 // The success report leaves only once the share is durable.
@@ -1812,6 +1850,7 @@ impl Node {
             return;
         }
         let participants = participants.clone();
+        let early = self.complete_dkg_early();
         let reports = self.reports.entry((task, attempt)).or_default();
         reports.insert(from, result);
         let failed: Vec<(String, BTreeSet<ParticipantId>)> =
@@ -1824,7 +1863,7 @@ impl Node {
                 culprits,
                 reason: reason.clone(),
             })
-        } else if reports.len() == participants.len() {
+        } else if reports.len() == participants.len() || early {
             let pkps: BTreeSet<&Vec<u8>> =
                 reports.values().filter_map(|r| r.as_ref().ok()).collect();
             match pkps.into_iter().collect::<Vec<_>>().as_slice() {
@@ -2612,6 +2651,15 @@ impl Node {
 }
 
 impl Node {
+    /// Whether the injected bug "complete a DKG after the first report" is on.
+    fn complete_dkg_early(&self) -> bool {
+        #[cfg(feature = "bug-injection")]
+        if self.bug == Some(InjectedBug::CompleteDkgEarly) {
+            return true;
+        }
+        false
+    }
+
     /// Feeds a session's outcome into per-node health and the exclusion cool-downs.
     fn record_outcomes(
         &mut self,
