@@ -16,12 +16,15 @@
 //! - [`scheme`]: the signature schemes the product ships and their names on the wire.
 //! - [`node`]: node-level policy: health scoring, leader transfer decisions and participant
 //!   selection.
+//! - `fuzzing` (feature `fuzzing` only): the bodies of the fuzz targets in `fuzz/`.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod codec;
 pub mod frost;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod ids;
 pub mod node;
 pub mod persist;

@@ -826,13 +826,36 @@ impl Node {
             self.raw.advance_append_async(rd);
             // Only now: a new leader proposes (queued tasks, re-routed requests), and raft-rs
             // panics if the log grows between `ready()` and `advance_append_async` (found by
-            // the simulator, seed 2).
+            // the simulator, seed 2, and by the `node` fuzz target).
             if leader_changed {
                 self.on_leader_changed();
             }
             self.apply_committed(committed);
             self.raw.advance_apply();
-            if ops.is_empty() {
+            // Readies are durable in order. A ready with nothing to persist is complete only
+            // once every earlier one is: while one is still on its way to disk, this one's
+            // completion and messages (e.g. an append response that acknowledges the earlier
+            // ready's entries) wait for that batch. Completing it at once told raft-rs the
+            // earlier entries were durable: a follower acknowledged entries it then lost in a
+            // crash, and the leader's next heartbeat crashed it (found by the `node` fuzz
+            // target; `fuzz/corpus/node/regression-ack-before-durable`).
+            let earlier = if ops.is_empty() {
+                self.held
+                    .values_mut()
+                    .rev()
+                    .find(|h| h.raft_ready.is_some())
+            } else {
+                None
+            };
+            if let Some(held) = earlier {
+                held.raft_ready = Some(number);
+                held.transmits.extend(persisted_msgs.iter().filter_map(|m| {
+                    Some((
+                        pid_of(m.get_to())?,
+                        NodeMessage::Raft(raft_wire::encode_message(m)).encode(),
+                    ))
+                }));
+            } else if ops.is_empty() {
                 self.raw.on_persist_ready(number);
                 for m in &persisted_msgs {
                     self.send_raft(m);
@@ -2118,8 +2141,13 @@ impl Node {
                     if pid_of(m.get_from()) == Some(from)
                         && pid_of(m.get_to()) == Some(self.cfg.id) =>
                 {
-                    let _ = self.raw.step(m);
-                    self.after_raft();
+                    match raft_wire::check_from_peer(&self.raw.raft, &m) {
+                        Ok(()) => {
+                            let _ = self.raw.step(m);
+                            self.after_raft();
+                        }
+                        Err(why) => self.refuse(from, &format!("raft message: {why}")),
+                    }
                 }
                 Ok(_) => self.refuse(from, "raft message with a forged sender or wrong recipient"),
                 Err(e) => self.refuse(from, &format!("raft message: {e}")),
