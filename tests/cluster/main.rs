@@ -279,10 +279,10 @@ async fn killed_followers_and_leaders_do_not_stop_signing_and_a_restarted_node_c
 
     // Restart the killed follower: it catches up and is again a member that can sign.
     let id = ParticipantId::new(u16::try_from(victim).unwrap()).unwrap();
-    let child = dev::spawn_node(&cluster.dir, &cluster.binary, id, &cluster.addresses).unwrap();
-    if let Some(slot) = cluster.children.iter_mut().find(|(p, _)| *p == id) {
-        slot.1 = child;
-    }
+    let restarted = dev::spawn_node(&cluster.dir, &cluster.binary, id, &cluster.addresses).unwrap();
+    let slot = cluster.children.iter_mut().find(|(p, _)| *p == id).unwrap();
+    // The killed process was already waited for; the LocalCluster stops the new one on drop.
+    slot.1 = restarted;
     let mut caught_up = false;
     for _ in 0..60 {
         if let Ok(mut c) = cluster.app.connect_to(&address(&cluster, victim)).await {
