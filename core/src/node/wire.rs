@@ -159,15 +159,18 @@ pub(crate) fn write_ids(w: &mut Writer, ids: &BTreeSet<ParticipantId>) {
     }
 }
 
-/// Decodes a set of participant ids: at most 1,024, no zero, no duplicate.
+/// Decodes a set of participant ids: at most 1,024, no zero, strictly ascending (as
+/// [`write_ids`] writes them: a set has one encoding, so unsorted or repeated ids are refused;
+/// found by the `registry_command` fuzz target).
 pub(crate) fn read_ids(r: &mut Reader<'_>) -> Result<BTreeSet<ParticipantId>, DecodeError> {
     let n = r.count("ids", 1024, 2)?;
     let mut out = BTreeSet::new();
     for _ in 0..n {
         let id = ParticipantId::new(r.u16("id")?).ok_or(DecodeError::Invalid("id 0"))?;
-        if !out.insert(id) {
-            return Err(DecodeError::Invalid("duplicate id"));
+        if out.last().is_some_and(|last| *last >= id) {
+            return Err(DecodeError::Invalid("ids not strictly ascending"));
         }
+        out.insert(id);
     }
     Ok(out)
 }
@@ -194,9 +197,11 @@ fn read_members(r: &mut Reader<'_>) -> Result<BTreeMap<ParticipantId, NodeRole>,
     for _ in 0..n {
         let id = read_id(r)?;
         let role = read_role(r)?;
-        if out.insert(id, role).is_some() {
-            return Err(DecodeError::Invalid("duplicate member"));
+        // Strictly ascending, as written: one encoding per member list.
+        if out.last_key_value().is_some_and(|(last, _)| *last >= id) {
+            return Err(DecodeError::Invalid("members not strictly ascending"));
         }
+        out.insert(id, role);
     }
     Ok(out)
 }
@@ -895,6 +900,28 @@ mod tests {
             let b = NodeMessage::HealthReport { ratings: bad }.encode();
             assert!(NodeMessage::decode(&b).is_err());
         }
+    }
+
+    #[test]
+    fn id_sets_and_member_lists_have_one_encoding() {
+        let mut w = Writer::new();
+        w.u8(2).u64(1).u32(1).count(3).u16(33).u16(2).u16(3);
+        let unsorted = w.finish();
+        let mut w = Writer::new();
+        w.u8(2).u64(1).u32(1).count(2).u16(2).u16(2);
+        let repeated = w.finish();
+        for bytes in [unsorted, repeated] {
+            assert!(matches!(
+                super::super::registry::Replicated::decode(&bytes),
+                Err(DecodeError::Invalid(_))
+            ));
+        }
+        let mut w = Writer::new();
+        w.u8(5).str("r").u8(4).count(2).u16(4).u8(1).u16(1).u8(1);
+        assert!(matches!(
+            NodeMessage::decode(&w.finish()),
+            Err(DecodeError::Invalid(_))
+        ));
     }
 
     proptest! {
