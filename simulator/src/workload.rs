@@ -358,7 +358,13 @@ impl Workload {
                 Some(vec![Action::StartJoiner(id), submit])
             }
             5 => {
-                if n <= 3 {
+                // One removal at a time, never below three members (so a 2-of-n probe key can
+                // always be created).
+                let removing = self
+                    .outstanding
+                    .values()
+                    .any(|o| matches!(o.request, Request::RemoveMember { .. }));
+                if n <= 3 || removing {
                     return None;
                 }
                 let members: Vec<ParticipantId> = view.members.iter().copied().collect();

@@ -231,6 +231,21 @@ impl World {
         w
     }
 
+    /// A running node, for inspection.
+    pub fn node(&self, id: ParticipantId) -> Option<&Node> {
+        self.slots.get(&id).and_then(|s| s.node.as_ref())
+    }
+
+    /// A node's durable disk, for inspection.
+    pub fn disk(&self, id: ParticipantId) -> Option<&crate::disk::DiskState> {
+        self.slots.get(&id).map(|s| &s.disk.durable)
+    }
+
+    /// Global virtual time (ms).
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
     fn below(&mut self, n: u64) -> u64 {
         if n == 0 {
             0
@@ -943,6 +958,11 @@ impl World {
 
     /// Runs to the end (or the first violation) and reports.
     pub fn run(mut self) -> RunReport {
+        self.run_loop();
+        self.report()
+    }
+
+    fn run_loop(&mut self) {
         // A hard stop far beyond the phases, against a world that never finishes.
         let limit = self.params.safety_ms + self.params.settle_ms + self.params.probe_ms + 60_000;
         while self.step() {
@@ -952,6 +972,9 @@ impl World {
                 break;
             }
         }
+    }
+
+    fn report(mut self) -> RunReport {
         let now = self.now;
         self.checkers.scan(now);
         let (trace, _) = self.trace.take_lines();
@@ -971,36 +994,48 @@ impl World {
     }
 }
 
-/// Runs one seed. A panic anywhere in the world (a node, raft-rs, a session) is a violation.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// Runs one seed. A panic anywhere in the world (a node, raft-rs, a session) is a violation;
+/// the trace up to it is kept.
 pub fn run_seed(opts: &RunOptions) -> RunReport {
-    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| World::new(opts).run()));
-    let mut r = match run {
-        Ok(r) => r,
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "a panic without a message".into());
-            RunReport {
-                seed: opts.seed,
-                params: Params::draw(Seed::from_u64(opts.seed).child(b"params", &[]).rng())
-                    .summary(),
-                violations: vec![Violation {
-                    at: 0,
-                    checker: "no-panic",
-                    detail: format!("the world panicked: {what}"),
-                }],
-                trace_hash: [0; 32],
-                trace: vec![],
-                virtual_ms: 0,
-                steps: 0,
-                world: WorldStats::default(),
-                net: NetStats::default(),
-                workload: WorkloadStats::default(),
-                checks: crate::checkers::CheckStats::default(),
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    let mut r = match catch_unwind(AssertUnwindSafe(|| World::new(opts))) {
+        Ok(mut world) => match catch_unwind(AssertUnwindSafe(|| world.run_loop())) {
+            Ok(()) => world.report(),
+            Err(panic) => {
+                let detail = format!("the world panicked: {}", panic_message(&*panic));
+                let now = world.now;
+                world.checkers.report(now, "no-panic", detail);
+                world.report()
             }
-        }
+        },
+        Err(panic) => RunReport {
+            seed: opts.seed,
+            params: Params::draw(Seed::from_u64(opts.seed).child(b"params", &[]).rng()).summary(),
+            violations: vec![Violation {
+                at: 0,
+                checker: "no-panic",
+                detail: format!(
+                    "the world panicked while starting: {}",
+                    panic_message(&*panic)
+                ),
+            }],
+            trace_hash: [0; 32],
+            trace: vec![],
+            virtual_ms: 0,
+            steps: 0,
+            world: WorldStats::default(),
+            net: NetStats::default(),
+            workload: WorkloadStats::default(),
+            checks: crate::checkers::CheckStats::default(),
+        },
     };
     r.seed = opts.seed;
     r

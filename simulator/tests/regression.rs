@@ -14,6 +14,13 @@ const SEEDS: &[(u64, &str)] = &[
     // other nodes of a 3-node cluster in their 60 s timeout cool-down (core's
     // `select::Exclusions`). The probe's client now retries that answer within its bound.
     (474, "signers cooling down after the network healed"),
+    // A DKG whose participants were removed stayed `Running` forever (their reports are
+    // refused), holding the DKG slot: no key could be created again. Fixed in core: the leader
+    // fails running tasks of removed participants.
+    (1014, "a DKG stuck after its participants were removed"),
+    // A node elected leader after its own removal was proposed applied the removal as leader;
+    // raft-rs then panicked in `maybe_commit`. Fixed in core: it steps down and leaves Raft.
+    (2846, "a leader applying its own removal"),
 ];
 
 #[test]

@@ -20,7 +20,7 @@ use std::collections::BTreeSet;
 
 use raft::eraftpb::{ConfChange, ConfChangeType};
 
-use super::registry::{MembershipChange, Replicated};
+use super::registry::{MembershipChange, Replicated, TaskKind, TaskState};
 use super::wire::{RequestError, Response};
 use super::{Event, Held, Node, SHARE_ORIGIN_TABLE};
 use crate::ids::ParticipantId;
@@ -130,6 +130,8 @@ impl Node {
                 self.down.remove(&id);
                 if id == self.cfg.id {
                     self.leave();
+                } else {
+                    self.fail_tasks_of_removed();
                 }
             }
         }
@@ -162,7 +164,58 @@ impl Node {
                 .push_back(super::Output::Persist(PersistBatch { token, ops }));
         }
         self.sessions.clear();
+        // A node that applies its own removal (it may have become leader after the removal was
+        // proposed) steps down and stops taking part in Raft.
+        self.removed = true;
+        if self.is_leader() {
+            let term = self.raw.raft.term;
+            self.raw.raft.become_follower(term, raft::INVALID_ID);
+            self.after_raft();
+        }
         self.event(Event::Removed);
+    }
+
+    /// Leader: a running task with a participant (or, for a reshare, a new member) that is no
+    /// longer a member can never finish, since its report is refused. Fail the attempt naming
+    /// the removed nodes, so it is retried without them (found by the simulator, seed 1014:
+    /// a DKG stuck `Running` held the DKG slot and no key could be created again).
+    pub(super) fn fail_tasks_of_removed(&mut self) {
+        if !self.is_leader() {
+            return;
+        }
+        let stuck: Vec<(u64, u32, BTreeSet<ParticipantId>)> = self
+            .registry
+            .tasks
+            .iter()
+            .filter_map(|(id, t)| {
+                let TaskState::Running { participants } = &t.state else {
+                    return None;
+                };
+                let new_members = match t.kind {
+                    TaskKind::Reshare { .. } => Some(&t.spec.participants),
+                    TaskKind::Dkg => None,
+                };
+                let gone: BTreeSet<ParticipantId> = participants
+                    .iter()
+                    .chain(new_members.into_iter().flatten())
+                    .filter(|p| !self.registry.members.contains_key(p))
+                    .copied()
+                    .collect();
+                (!gone.is_empty() && !self.end_proposed.contains(&(*id, t.attempt)))
+                    .then_some((*id, t.attempt, gone))
+            })
+            .collect();
+        for (task, attempt, gone) in stuck {
+            let cmd = Replicated::Fail {
+                task,
+                attempt,
+                reason: format!("participants {gone:?} were removed from the cluster"),
+                culprits: gone,
+            };
+            if self.propose(&cmd) {
+                self.end_proposed.insert((task, attempt));
+            }
+        }
     }
 
     /// The voter (other than this node) with the best cluster rating; ties and missing ratings

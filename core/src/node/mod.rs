@@ -432,6 +432,8 @@ pub struct Node {
     membership_queue: VecDeque<(ParticipantId, String, registry::MembershipChange)>,
     /// The membership request proposed and not yet applied (leader).
     membership_pending: Option<String>,
+    /// This node applied its own removal: it no longer takes part in Raft.
+    removed: bool,
     /// Counters, for metrics and tests.
     pub stats: NodeStats,
     /// A deliberate bug switched on by a simulator test.
@@ -619,6 +621,7 @@ impl Node {
             ),
             membership_queue: VecDeque::new(),
             membership_pending: None,
+            removed: false,
             stats: NodeStats::default(),
             #[cfg(feature = "bug-injection")]
             bug: None,
@@ -1167,6 +1170,7 @@ impl Node {
         self.membership_queue.clear();
         if self.is_leader() {
             self.reset_monitor();
+            self.fail_tasks_of_removed();
             self.schedule_dkg();
         }
         // Participants re-send their DKG reports to the new leader.
@@ -2062,7 +2066,7 @@ impl Node {
         let now = self.now;
         let mut ticks = 0;
         while self.next_tick <= now {
-            if ticks < 2 * self.cfg.election_ticks {
+            if ticks < 2 * self.cfg.election_ticks && !self.removed {
                 self.raw.tick();
                 self.after_raft();
             }
@@ -2145,6 +2149,9 @@ impl Node {
 
     fn on_node_message(&mut self, from: ParticipantId, msg: NodeMessage) {
         match msg {
+            // A removed node is out of the cluster: raft-rs would panic committing as a leader
+            // that is no longer in its own configuration (found by the simulator, seed 2846).
+            NodeMessage::Raft(_) if self.removed => {}
             NodeMessage::Raft(bytes) => match raft_wire::decode_message(&bytes) {
                 Ok(m)
                     if pid_of(m.get_from()) == Some(from)
