@@ -489,6 +489,17 @@ impl World {
                     format!("node {id}: entry {index}: {reason}"),
                 );
             }
+            // Every simulated node is honest and the network only loses, delays, duplicates
+            // and reorders: the core's Raft guard (`raft_wire::check_from_peer`) refusing a
+            // message here means a node sent what raft-rs would have crashed on (for example a
+            // heartbeat committing past a follower's log after that follower lost entries it
+            // had acknowledged), which the guard must not hide.
+            Event::PeerMisbehaved { peer, reason } if reason.starts_with("raft message") => {
+                self.violation(
+                    "honest-raft-accepted",
+                    format!("node {id} refused Raft traffic from {peer}: {reason}"),
+                );
+            }
             _ => {}
         }
     }

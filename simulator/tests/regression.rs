@@ -21,6 +21,17 @@ const SEEDS: &[(u64, &str)] = &[
     // A node elected leader after its own removal was proposed applied the removal as leader;
     // raft-rs then panicked in `maybe_commit`. Fixed in core: it steps down and leaves Raft.
     (2846, "a leader applying its own removal"),
+    // raft-rs panicked ("to_commit 13 is out of range [last_index 12]") in a follower stepping
+    // a heartbeat: the follower had completed an empty ready while an earlier batch was still on
+    // its way to disk, so raft-rs took those entries as durable and acknowledged them; a crash
+    // lost them and the leader's next heartbeat committed past the follower's log. Fixed in
+    // core (an empty ready completes with the pending batch; the same bug the `node` fuzz target
+    // found). The `honest-raft-accepted` checker makes sure the core's Raft guard does not
+    // merely hide it.
+    (
+        8211,
+        "a follower acknowledging entries before they were durable",
+    ),
 ];
 
 #[test]
