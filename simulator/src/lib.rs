@@ -16,8 +16,10 @@
 #![deny(missing_docs)]
 
 pub mod checkers;
+pub mod choices;
 pub mod clock;
 pub mod disk;
+pub mod fuzzing;
 pub mod network;
 pub mod swarm;
 pub mod trace;

@@ -4,6 +4,7 @@
 //! keyshard-sim --seed 42 [--trace]            one run (the trace is printed with --trace)
 //! keyshard-sim --seeds 0..200 [--threads 2]   a range, each world single-threaded
 //! keyshard-sim --seeds 0..200 --check-determinism   every seed twice, trace hashes compared
+//! keyshard-sim --choices FILE [--trace]       replay a `sim_world` fuzz input
 //! ```
 //! A failing run prints the command that replays it. The exit status is 1 if any seed failed.
 
@@ -24,6 +25,9 @@ struct Cli {
     /// Run one seed.
     #[arg(long, conflicts_with = "seeds")]
     seed: Option<u64>,
+    /// Replay a `sim_world` fuzz input: the world's choices come from the file's bytes.
+    #[arg(long, conflicts_with_all = ["seed", "seeds"])]
+    choices: Option<std::path::PathBuf>,
     /// Run a range of seeds, `A..B` (B excluded).
     #[arg(long, value_parser = parse_range)]
     seeds: Option<Range<u64>>,
@@ -65,12 +69,17 @@ struct Outcome {
 }
 
 fn options(cli: &Cli, seed: u64, trace: bool) -> Result<RunOptions, String> {
-    #[allow(unused_mut)]
-    let mut opts = RunOptions {
-        seed,
-        trace,
-        ..RunOptions::default()
+    let mut opts = match &cli.choices {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            keyshard_sim::fuzzing::options_for(&bytes)
+        }
+        None => RunOptions {
+            seed,
+            ..RunOptions::default()
+        },
     };
+    opts.trace = trace;
     #[cfg(feature = "bug-injection")]
     if let Some(name) = &cli.inject_bug {
         opts.bug = Some(keyshard_sim::world::parse_bug(name)?);
@@ -170,7 +179,7 @@ fn report_failure(o: &Outcome, cli: &Cli) -> Vec<String> {
 
 fn main() {
     let cli = Cli::parse();
-    if let Some(seed) = cli.seed {
+    if let Some(seed) = cli.seed.or(cli.choices.as_ref().map(|_| 0)) {
         let o = match one(&cli, seed, cli.trace) {
             Ok(o) => o,
             Err(e) => {

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::choices::SimRng;
 use keyshard_core::ids::ParticipantId;
-use keyshard_core::rng::CoreRng;
 use rand_core::RngCore;
 
 /// A message on the wire.
@@ -57,7 +57,7 @@ pub struct Network {
     pub loss_ppm: u32,
     /// Duplication probability in parts per million.
     pub dup_ppm: u32,
-    rng: CoreRng,
+    rng: SimRng,
     /// Counters.
     pub stats: NetStats,
 }
@@ -70,7 +70,7 @@ impl Network {
         jitter: u64,
         loss_ppm: u32,
         dup_ppm: u32,
-        mut rng: CoreRng,
+        mut rng: SimRng,
     ) -> Network {
         let mut links = BTreeMap::new();
         for a in ids {
@@ -227,7 +227,7 @@ mod tests {
     #[test]
     fn cut_drops_clog_holds_and_unclog_releases() {
         let ids = [pid(1), pid(2), pid(3)];
-        let mut n = Network::new(&ids, (5, 10), 3, 0, 0, Seed::from_u64(1).rng());
+        let mut n = Network::new(&ids, (5, 10), 3, 0, 0, Seed::from_u64(1).rng().into());
         let d = n.send(packet(1, 2), 100);
         assert_eq!(d.len(), 1);
         assert!((105..=113).contains(&d[0].0));
@@ -245,7 +245,14 @@ mod tests {
     #[test]
     fn loss_and_duplication_follow_their_rates() {
         let ids = [pid(1), pid(2)];
-        let mut n = Network::new(&ids, (1, 1), 0, 500_000, 500_000, Seed::from_u64(2).rng());
+        let mut n = Network::new(
+            &ids,
+            (1, 1),
+            0,
+            500_000,
+            500_000,
+            Seed::from_u64(2).rng().into(),
+        );
         let mut delivered = 0;
         for _ in 0..1000 {
             delivered += n.send(packet(1, 2), 0).len();

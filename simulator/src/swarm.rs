@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::choices::SimRng;
 use keyshard_core::ids::ParticipantId;
 use keyshard_core::node::registry::NodeRole;
 use keyshard_core::node::NodeConfig;
-use keyshard_core::rng::CoreRng;
 use keyshard_core::time::Duration;
 use rand_core::RngCore;
 
@@ -81,7 +81,7 @@ pub struct Params {
     pub probe_interval_ms: u64,
 }
 
-struct Draw(CoreRng);
+struct Draw(SimRng);
 
 impl Draw {
     fn range(&mut self, lo: u64, hi: u64) -> u64 {
@@ -98,8 +98,14 @@ impl Draw {
 }
 
 impl Params {
+    /// A fuzzed world (see [`crate::choices`]) runs a 5 to 25 s safety phase instead of 40 to
+    /// 100 s: libFuzzer needs many short runs more than a few long ones.
+    pub fn shorten_for_fuzzing(&mut self) {
+        self.safety_ms = 5_000 + self.safety_ms % 20_000;
+    }
+
     /// Draws every knob from `rng`.
-    pub fn draw(rng: CoreRng) -> Params {
+    pub fn draw(rng: SimRng) -> Params {
         let mut d = Draw(rng);
         let n = d.range(3, 7) as u16;
         let lat_lo = d.range(1, 20);

@@ -5,11 +5,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::choices::SimRng;
 use keyshard_core::ids::ParticipantId;
 use keyshard_core::node::registry::NodeRole;
 use keyshard_core::node::{Request, RequestError, Response};
 use keyshard_core::persist::KeyId;
-use keyshard_core::rng::CoreRng;
 use keyshard_core::scheme::Scheme;
 use rand_core::RngCore;
 
@@ -111,7 +111,7 @@ pub enum Probe {
 
 /// The workload.
 pub struct Workload {
-    rng: CoreRng,
+    rng: SimRng,
     mix: Mix,
     next: u64,
     created: u32,
@@ -135,7 +135,7 @@ const PROBE_SIGN: &str = "probe-sign";
 
 impl Workload {
     /// A workload drawing from `rng`.
-    pub fn new(rng: CoreRng, mix: Mix) -> Workload {
+    pub fn new(rng: SimRng, mix: Mix) -> Workload {
         Workload {
             rng,
             mix,

@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use keyshard_core::ids::ParticipantId;
 use keyshard_core::node::{Event, Input, Node, NodeConfig, Output};
 use keyshard_core::persist::PersistToken;
-use keyshard_core::rng::{CoreRng, Seed};
+use keyshard_core::rng::Seed;
+
+use crate::choices::{SimRng, Tape};
 use rand_core::RngCore;
 
 use crate::checkers::{brief, Checkers, Violation};
@@ -102,6 +104,10 @@ pub struct RunOptions {
     pub seed: u64,
     /// Keep a readable trace.
     pub trace: bool,
+    /// Take the world's choices (knobs, faults, delays, workload) from these bytes instead of
+    /// the seed's RNG (the `sim_world` fuzz target; see [`crate::choices`]). Such a run uses a
+    /// shorter safety phase.
+    pub choices: Option<Vec<u8>>,
     /// A deliberate core bug to switch on.
     #[cfg(feature = "bug-injection")]
     pub bug: Option<InjectedBug>,
@@ -157,8 +163,8 @@ pub struct World {
     reported: BTreeMap<(ParticipantId, ParticipantId), bool>,
     params: Params,
     seed: Seed,
-    rng: CoreRng,
-    disk_rng: CoreRng,
+    rng: SimRng,
+    disk_rng: SimRng,
     phase: Phase,
     probe_started: Option<u64>,
     done: bool,
@@ -179,7 +185,18 @@ impl World {
     /// Builds the world for `opts.seed` and starts the initial nodes.
     pub fn new(opts: &RunOptions) -> World {
         let seed = Seed::from_u64(opts.seed);
-        let params = Params::draw(seed.child(b"params", &[]).rng());
+        let tape = opts
+            .choices
+            .as_ref()
+            .map(|bytes| Tape::new(bytes, seed.child(b"tape-rest", &[]).rng()));
+        let source = |label: &[u8]| match &tape {
+            Some(t) => SimRng::Tape(t.clone()),
+            None => SimRng::from(seed.child(label, &[]).rng()),
+        };
+        let mut params = Params::draw(source(b"params"));
+        if tape.is_some() {
+            params.shorten_for_fuzzing();
+        }
         let ids: Vec<ParticipantId> = (1..=params.max_id).map(pid).collect();
         let net = Network::new(
             &ids,
@@ -187,9 +204,9 @@ impl World {
             params.jitter,
             params.loss_ppm,
             params.dup_ppm,
-            seed.child(b"net", &[]).rng(),
+            source(b"net"),
         );
-        let workload = Workload::new(seed.child(b"workload", &[]).rng(), params.mix.clone());
+        let workload = Workload::new(source(b"workload"), params.mix.clone());
         let mut w = World {
             now: 0,
             seq: 0,
@@ -197,8 +214,8 @@ impl World {
             slots: BTreeMap::new(),
             net,
             reported: BTreeMap::new(),
-            rng: seed.child(b"faults", &[]).rng(),
-            disk_rng: seed.child(b"disk", &[]).rng(),
+            rng: source(b"faults"),
+            disk_rng: source(b"disk"),
             seed,
             phase: Phase::Safety,
             probe_started: None,
@@ -1029,7 +1046,8 @@ pub fn run_seed(opts: &RunOptions) -> RunReport {
         },
         Err(panic) => RunReport {
             seed: opts.seed,
-            params: Params::draw(Seed::from_u64(opts.seed).child(b"params", &[]).rng()).summary(),
+            params: Params::draw(Seed::from_u64(opts.seed).child(b"params", &[]).rng().into())
+                .summary(),
             violations: vec![Violation {
                 at: 0,
                 checker: "no-panic",
