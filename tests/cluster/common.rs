@@ -145,8 +145,13 @@ pub async fn raw_peer_stream(
         .streaming(tonic::Request::new(frames), path, RawCodec)
         .await?;
     let mut s = reply.into_inner();
-    match tokio::time::timeout(wait, s.message()).await {
-        Ok(r) => r.map(|_| ()),
-        Err(_) => Ok(()),
+    // The node may send frames it had queued for that peer; read past them to the verdict.
+    let end = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(end, s.message()).await {
+            Ok(Ok(Some(_))) => continue,
+            Ok(r) => return r.map(|_| ()),
+            Err(_) => return Ok(()),
+        }
     }
 }
