@@ -137,6 +137,14 @@ pub struct Throughput {
     pub seconds: f64,
     /// Signatures per second.
     pub signatures_per_s: f64,
+    /// CPU time all node processes spent during the phase per signature, ms (local cluster on
+    /// Linux only).
+    pub nodes_cpu_ms_per_sig: Option<f64>,
+    /// CPU time this process (the clients) spent during the phase per signature, ms.
+    pub client_cpu_ms_per_sig: Option<f64>,
+    /// (nodes + client CPU time) / (wall time x cores): how busy the machine's cores were with
+    /// this benchmark (other load on the machine is not counted).
+    pub cpu_busy: Option<f64>,
 }
 
 /// The bare in-process cost of one signature, all parties together.
@@ -200,6 +208,33 @@ pub struct BenchReport {
     pub rtt_p99_ms: f64,
     /// Per scheme.
     pub schemes: Vec<SchemeReport>,
+}
+
+/// CPU time (user + system, all threads) of process `pid` (`None`: this process), from
+/// `/proc/<pid>/stat` in clock ticks of 1/100 s (Linux's `USER_HZ` on every common
+/// architecture), if readable.
+fn process_cpu(pid: Option<u32>) -> Option<Duration> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/stat"),
+        None => "/proc/self/stat".to_string(),
+    };
+    let s = std::fs::read_to_string(path).ok()?;
+    // The command name may hold spaces; fields after its closing parenthesis are plain.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// CPU time of all node processes (if every one is readable) and of this process.
+fn cpu_snapshot(pids: &[u32]) -> (Option<Duration>, Option<Duration>) {
+    let nodes = pids
+        .iter()
+        .map(|p| process_cpu(Some(*p)))
+        .sum::<Option<Duration>>()
+        .filter(|_| !pids.is_empty());
+    (nodes, process_cpu(None))
 }
 
 /// CPU time of the calling thread, from `/proc/thread-self/schedstat` (ns on CPU), if readable.
@@ -331,6 +366,7 @@ pub async fn run(
 
     // The cluster: started here, or reached through a profile.
     let mut _cluster: Option<LocalCluster> = None;
+    let mut pids: Vec<u32> = Vec::new();
     let (profile, endpoint, leader) = match &opts.target {
         Target::Local { data_dir, binary } => {
             if opts.nodes < 2 || opts.threshold < 2 || opts.threshold > opts.nodes {
@@ -366,6 +402,7 @@ pub async fn run(
                 .map(|(_, a)| a.clone())
                 .ok_or_else(|| err("the leader is not a started node"))?;
             let profile = cluster.app.clone();
+            pids = cluster.children.iter().map(|(_, c)| c.id()).collect();
             _cluster = Some(cluster);
             (profile, endpoint, leader)
         }
@@ -482,6 +519,7 @@ pub async fn run(
         let single = Latency::of(samples);
 
         // Batched requests, `concurrency` at a time.
+        let cpu_before = cpu_snapshot(&pids);
         let start = Instant::now();
         let mut tasks = Vec::new();
         let key = Arc::new(key_id.clone());
@@ -509,7 +547,11 @@ pub async fn run(
                             ok += 1;
                             sigs += r.signatures.len() as u64;
                             if first.is_none() {
-                                first = r.signatures.first().cloned().map(|s| (messages[0].clone(), s));
+                                first = r
+                                    .signatures
+                                    .first()
+                                    .cloned()
+                                    .map(|s| (messages[0].clone(), s));
                             }
                         }
                         Err(e) => {
@@ -535,6 +577,17 @@ pub async fn run(
             }
         }
         let seconds = start.elapsed().as_secs_f64();
+        let cpu_after = cpu_snapshot(&pids);
+        let spent = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
+            (Some(a), Some(b)) if b >= a => Some((b - a).as_secs_f64()),
+            _ => None,
+        };
+        let nodes_cpu = spent(cpu_before.0, cpu_after.0);
+        let client_cpu = spent(cpu_before.1, cpu_after.1);
+        let per_sig = |cpu: Option<f64>| {
+            cpu.filter(|_| signatures > 0)
+                .map(|c| c * 1e3 / signatures as f64)
+        };
         let batched = Throughput {
             batch: opts.batch,
             concurrency: opts.concurrency,
@@ -543,6 +596,11 @@ pub async fn run(
             signatures,
             seconds,
             signatures_per_s: signatures as f64 / seconds,
+            nodes_cpu_ms_per_sig: per_sig(nodes_cpu),
+            client_cpu_ms_per_sig: per_sig(client_cpu),
+            cpu_busy: nodes_cpu
+                .zip(client_cpu)
+                .map(|(n, c)| (n + c) / (seconds * cores as f64)),
         };
 
         let latency_bound_ms = in_proc.cpu_ms + 2.0 * rtt_p50_ms;
@@ -617,6 +675,28 @@ pub fn table(r: &BenchReport) -> String {
             mark(x.throughput_target_met),
         ));
     }
+    s.push_str("\nWhere the batched phase's CPU time went (per signature; cores busy = CPU time of nodes and client / (wall time x cores)):\n\n");
+    s.push_str("| scheme | in-process CPU ms/sig | nodes CPU ms/sig | nodes / in-process | client CPU ms/sig | cores busy |\n");
+    s.push_str("|---|---:|---:|---:|---:|---:|\n");
+    let opt = |v: Option<f64>, scale: f64, digits: usize| {
+        v.map_or("n/a".to_string(), |v| format!("{:.*}", digits, v * scale))
+    };
+    for x in &r.schemes {
+        let b = &x.batched;
+        s.push_str(&format!(
+            "| {} | {:.3} | {} | {} | {} | {}% |\n",
+            x.scheme,
+            x.in_process.cpu_ms,
+            opt(b.nodes_cpu_ms_per_sig, 1.0, 3),
+            opt(
+                b.nodes_cpu_ms_per_sig.map(|n| n / x.in_process.cpu_ms),
+                1.0,
+                2
+            ) + "x",
+            opt(b.client_cpu_ms_per_sig, 1.0, 3),
+            opt(b.cpu_busy, 100.0, 0),
+        ));
+    }
     s
 }
 
@@ -637,7 +717,10 @@ mod tests {
     fn the_in_process_baseline_signs() {
         for scheme in [Scheme::FrostEd25519, Scheme::FrostSecp256k1] {
             let r = in_process_for(scheme, 5, 3, Duration::from_millis(10)).unwrap();
-            assert!(r.signatures >= 20 && r.cpu_ms > 0.0 && r.wall_ms > 0.0, "{r:?}");
+            assert!(
+                r.signatures >= 20 && r.cpu_ms > 0.0 && r.wall_ms > 0.0,
+                "{r:?}"
+            );
         }
         assert!(in_process_for(Scheme::FrostP256, 5, 3, Duration::ZERO).is_err());
     }

@@ -26,7 +26,10 @@ async fn peer_frames(
     let mut client = PeerClient::new(ch)
         .max_encoding_message_size(usize::MAX)
         .max_decoding_message_size(usize::MAX);
-    let mut replies = client.stream(tokio_stream::iter(frames)).await?.into_inner();
+    let mut replies = client
+        .stream(tokio_stream::iter(frames))
+        .await?
+        .into_inner();
     // The node may send frames it had queued for node 1; read past them to the verdict.
     let end = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
@@ -257,9 +260,8 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
     .collect();
     peer_frames(as_node1().await, garbage).await.unwrap();
     // One record per payload, each naming node 1 and why.
-    let misbehaved = |l: &serde_json::Value| {
-        l["event"]["type"] == "peer_misbehaved" && l["event"]["peer"] == 1
-    };
+    let misbehaved =
+        |l: &serde_json::Value| l["event"]["type"] == "peer_misbehaved" && l["event"]["peer"] == 1;
     let end = std::time::Instant::now() + Duration::from_secs(10);
     let records = loop {
         let r: Vec<serde_json::Value> = audit_lines(&log)
@@ -290,7 +292,9 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
         .await
         .unwrap()
         .into_inner();
-    let batch: Vec<Vec<u8>> = (0..4).map(|i| format!("after bad input {i}").into_bytes()).collect();
+    let batch: Vec<Vec<u8>> = (0..4)
+        .map(|i| format!("after bad input {i}").into_bytes())
+        .collect();
     let signed = app
         .sign(sign(batch.clone(), "s-good"))
         .await

@@ -3,6 +3,7 @@
 //! `keyshard-node` (so Cargo builds the `keyshard` binary first); lives in the top-level `tests/`.
 
 mod bad_input;
+mod bench;
 mod common;
 mod security;
 

@@ -146,9 +146,13 @@ async fn every_refusal_is_audited_on_disk_and_audit_verify_detects_tampering() {
         not_after: now - Duration::from_secs(86_400),
     };
     let late = ca.issue(&late_id, &expired).unwrap();
-    let err = tonic_list_keys(&addr, &ca_pem, Some((&late.cert_pem, late.key_pem.expose())))
-        .await
-        .unwrap_err();
+    let err = tonic_list_keys(
+        &addr,
+        &ca_pem,
+        Some((&late.cert_pem, late.key_pem.expose())),
+    )
+    .await
+    .unwrap_err();
     println!("expired: client saw {err}");
     let line = wait_audit(&log, n, "an expired certificate", |l| {
         is(l, "peer_rejected")

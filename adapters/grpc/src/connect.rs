@@ -110,9 +110,7 @@ pub async fn connect(
             let ok = match expect {
                 ExpectServer::AnyNode => who.node_id().is_some(),
                 ExpectServer::Node(id) => who.node_id() == Some(id),
-                ExpectServer::NodeWithRole(id, role) => {
-                    who == (Identity::Node { id, role })
-                }
+                ExpectServer::NodeWithRole(id, role) => who == (Identity::Node { id, role }),
             };
             if !ok {
                 let reason = match expect {

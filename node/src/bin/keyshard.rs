@@ -384,7 +384,10 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
             } else {
                 schemes
                     .iter()
-                    .map(|s| s.parse().map_err(|_| format!("--scheme {s:?}: unknown scheme")))
+                    .map(|s| {
+                        s.parse()
+                            .map_err(|_| format!("--scheme {s:?}: unknown scheme"))
+                    })
                     .collect::<Result<Vec<Scheme>, String>>()?
             };
             let target = match profile {
@@ -403,8 +406,7 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
                 schemes,
                 target,
             };
-            let report =
-                keyshard_node::bench::run(&opts, &mut |line| eprintln!("{line}")).await?;
+            let report = keyshard_node::bench::run(&opts, &mut |line| eprintln!("{line}")).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
