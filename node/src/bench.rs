@@ -357,7 +357,7 @@ pub async fn run(
             keyshard_core::frost::sign::MAX_BATCH
         )));
     }
-    if opts.concurrency == 0 || !(opts.seconds > 0.0) {
+    if opts.concurrency == 0 || opts.seconds.is_nan() || opts.seconds <= 0.0 {
         return Err(err("--concurrency and --seconds must be positive"));
     }
     let mut run_id = [0u8; 4];
