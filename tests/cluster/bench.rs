@@ -48,6 +48,10 @@ fn keyshard_bench_runs_and_reports_json() {
         assert!(s["single"]["requests"].as_u64().unwrap() >= 5, "{s}");
         assert!(s["single"]["p50_ms"].as_f64().unwrap() > 0.0, "{s}");
         assert!(s["in_process"]["cpu_ms"].as_f64().unwrap() > 0.0, "{s}");
+        assert!(
+            s["in_process_parallel_per_s"].as_f64().unwrap() > 0.0,
+            "{s}"
+        );
         assert_eq!(s["batched"]["failed"], 0, "{s}");
         let sigs = s["batched"]["signatures"].as_u64().unwrap();
         assert_eq!(sigs, 4 * s["batched"]["requests"].as_u64().unwrap(), "{s}");
