@@ -76,6 +76,14 @@ impl Profile {
 
     /// Connects to another node with the same certificate.
     pub async fn connect_to(&self, endpoint: &str) -> Result<KeyshardClient<Channel>, ClientError> {
+        let channel = self.channel_to(endpoint).await?;
+        Ok(KeyshardClient::new(channel)
+            .max_decoding_message_size(keyshard_core::node::wire::MAX_MESSAGE)
+            .max_encoding_message_size(keyshard_core::node::wire::MAX_MESSAGE))
+    }
+
+    /// A mutual-TLS channel to a node (for any service on it: the client API, health).
+    pub async fn channel_to(&self, endpoint: &str) -> Result<Channel, ClientError> {
         install_crypto_provider();
         let read = |p: &Path| {
             std::fs::read_to_string(p)
@@ -98,8 +106,6 @@ impl Profile {
         )
         .await
         .map_err(|e| ClientError(format!("cannot connect to {endpoint}: {e}")))?;
-        Ok(KeyshardClient::new(channel)
-            .max_decoding_message_size(keyshard_core::node::wire::MAX_MESSAGE)
-            .max_encoding_message_size(keyshard_core::node::wire::MAX_MESSAGE))
+        Ok(channel)
     }
 }

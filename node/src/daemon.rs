@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant as StdInstant, SystemTime, UNIX_EPOCH};
 
 use keyshard_core::ids::ParticipantId;
+use keyshard_core::node::registry::NodeRole;
 use keyshard_core::node::{Event, Input, Node, Output, Request, RequestError, Response};
 use keyshard_core::persist::{KeyId, KeyVersion, SecretBytes};
 use keyshard_core::time::Instant;
@@ -27,8 +28,13 @@ use tokio::sync::{mpsc, oneshot};
 pub trait PeerSink: Send + Sync {
     /// Queues `bytes` for `to`.
     fn send(&self, to: ParticipantId, bytes: Vec<u8>);
-    /// Membership changed: peers added at run time and their addresses.
-    fn update_peers(&self, addresses: &BTreeMap<ParticipantId, String>);
+    /// Membership changed: the members and their registry roles, and the addresses of peers
+    /// added at run time.
+    fn update_peers(
+        &self,
+        members: &BTreeMap<ParticipantId, NodeRole>,
+        addresses: &BTreeMap<ParticipantId, String>,
+    );
 }
 
 /// Receives every event the node emits (audit log, metrics, logs).
@@ -328,7 +334,9 @@ impl Daemon {
                     let _ = reply.send(result.clone());
                 }
             }
-            Event::MembershipChanged { addresses, .. } => self.peers.update_peers(&addresses),
+            Event::MembershipChanged { members, addresses } => {
+                self.peers.update_peers(&members, &addresses)
+            }
             _ => {}
         }
     }

@@ -158,10 +158,13 @@ fn prepare_dir(dir: &Path) -> Result<(), DevError> {
         .map_err(|e| err(format!("cannot write in {}: {e}", dir.display())))
 }
 
-fn free_port() -> Result<u16, DevError> {
+/// A free port, and the listener holding it: keep it until every port is chosen, or the OS may
+/// hand the same port out twice.
+fn free_port() -> Result<(u16, std::net::TcpListener), DevError> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")
         .map_err(|e| err(format!("no free port: {e}")))?;
-    l.local_addr().map(|a| a.port()).map_err(err)
+    let port = l.local_addr().map(|a| a.port()).map_err(err)?;
+    Ok((port, l))
 }
 
 /// The config file of node `id`.
@@ -198,6 +201,7 @@ pub fn start_cluster(opts: &DevOptions) -> Result<LocalCluster, DevError> {
     let certs_dir = dir.join("certs");
     certs::init(&certs_dir, "keyshard dev CA").map_err(err)?;
     let mut addresses = Vec::new();
+    let mut held = Vec::new();
     for i in 1..=opts.nodes {
         let id = ParticipantId::new(i).ok_or_else(|| err("node ids start at 1"))?;
         certs::issue(
@@ -207,8 +211,11 @@ pub fn start_cluster(opts: &DevOptions) -> Result<LocalCluster, DevError> {
             &[],
         )
         .map_err(err)?;
-        addresses.push((id, format!("127.0.0.1:{}", free_port()?)));
+        let (port, listener) = free_port()?;
+        held.push(listener);
+        addresses.push((id, format!("127.0.0.1:{port}")));
     }
+    drop(held);
     let profile = |name: &str, role| -> Result<Profile, DevError> {
         let identity = certs::client_identity(name, role).map_err(err)?;
         let (cert, key) = certs::issue(&certs_dir, &identity, 30, &[]).map_err(err)?;

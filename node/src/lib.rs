@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod bench;
 pub mod certs;
 pub mod client;
 pub mod config;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyshard_core::ids::ParticipantId;
+use keyshard_core::node::registry::NodeRole;
 use keyshard_grpc::{
     install_crypto_provider, serve, AuditSink, PeerConfig, PeerTransport, SecurityEvent,
     ServeConfig, TlsMaterial,
@@ -97,6 +98,8 @@ struct Peers {
     metrics: Arc<Metrics>,
     /// Initial members' addresses (from the config); runtime additions come from the registry.
     configured: BTreeMap<ParticipantId, String>,
+    /// Initial members' roles (from the config); the registry's roles replace them.
+    configured_roles: BTreeMap<ParticipantId, NodeRole>,
 }
 
 impl PeerSink for Peers {
@@ -109,7 +112,15 @@ impl PeerSink for Peers {
         }
     }
 
-    fn update_peers(&self, addresses: &BTreeMap<ParticipantId, String>) {
+    fn update_peers(
+        &self,
+        members: &BTreeMap<ParticipantId, NodeRole>,
+        addresses: &BTreeMap<ParticipantId, String>,
+    ) {
+        // Roles first: a peer added below is dialed (and admitted) only with its role known.
+        let mut roles = self.configured_roles.clone();
+        roles.extend(members.iter().map(|(k, v)| (*k, *v)));
+        self.transport.set_roles(roles);
         let mut all = self.configured.clone();
         all.extend(addresses.iter().map(|(k, v)| (*k, v.clone())));
         self.transport.set_peers(all);
@@ -164,22 +175,27 @@ pub async fn run_node(config: Config) -> Result<(), RunError> {
     let client_tls = tls
         .client_config()
         .map_err(|e| fail("TLS")(e.to_string()))?;
-    let (transport, mut inbound) = PeerTransport::start(
-        PeerConfig::new(me, configured.clone()),
-        client_tls,
-        sink.clone(),
-    );
+    // A peer's certificate must carry the role the registry (at first: the config) gives it.
+    let configured_roles: BTreeMap<ParticipantId, NodeRole> =
+        config.peers.iter().map(|(id, p)| (*id, p.role)).collect();
+    let mut peer_config = PeerConfig::new(me, configured.clone());
+    peer_config.roles = Some(configured_roles.clone());
+    let (transport, mut inbound) = PeerTransport::start(peer_config, client_tls, sink.clone());
     let peers = Arc::new(Peers {
         transport: transport.clone(),
         metrics: metrics.clone(),
         configured,
+        configured_roles,
     });
     let events = Box::new(NodeEvents::new(audit.clone(), metrics.clone()));
     let (daemon, handle, rx) = Daemon::new(node, store, peers.clone(), events, clock);
     let daemon_task = tokio::spawn(daemon.run(rx));
     // Membership added at run time (registry addresses) joins the configured peers.
-    if let Ok(a) = handle.query(|n| n.registry().addresses.clone()).await {
-        peers.update_peers(&a);
+    if let Ok((m, a)) = handle
+        .query(|n| (n.registry().members.clone(), n.registry().addresses.clone()))
+        .await
+    {
+        peers.update_peers(&m, &a);
     }
 
     // Inbound frames to the run loop (back-pressure: the transport's inbound queue fills).

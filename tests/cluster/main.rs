@@ -2,6 +2,11 @@
 //! mutual TLS, sled stores, certificates from a fresh CA. Built as a test target of
 //! `keyshard-node` (so Cargo builds the `keyshard` binary first); lives in the top-level `tests/`.
 
+mod bad_input;
+mod bench;
+mod common;
+mod security;
+
 use std::time::Duration;
 
 use keyshard_core::ids::ParticipantId;

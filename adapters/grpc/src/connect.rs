@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use keyshard_core::ids::ParticipantId;
+use keyshard_core::node::registry::NodeRole;
 use keyshard_pki::Identity;
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
@@ -44,6 +45,8 @@ pub enum ExpectServer {
     AnyNode,
     /// This node.
     Node(ParticipantId),
+    /// This node, with this role in its certificate (the registry's role for it).
+    NodeWithRole(ParticipantId, NodeRole),
 }
 
 /// Why a connection could not be made.
@@ -107,6 +110,7 @@ pub async fn connect(
             let ok = match expect {
                 ExpectServer::AnyNode => who.node_id().is_some(),
                 ExpectServer::Node(id) => who.node_id() == Some(id),
+                ExpectServer::NodeWithRole(id, role) => who == (Identity::Node { id, role }),
             };
             if !ok {
                 let reason = match expect {
@@ -114,6 +118,11 @@ pub async fn connect(
                     ExpectServer::Node(id) => {
                         format!("dialed node {id} at {addr} but its certificate names {who}")
                     }
+                    ExpectServer::NodeWithRole(id, role) => format!(
+                        "dialed node {id} at {addr} (role {} in the registry) but its \
+                         certificate names {who}",
+                        Identity::Node { id, role }.role()
+                    ),
                 };
                 if let Some(audit) = &audit {
                     audit.record(SecurityEvent::PeerRejected {

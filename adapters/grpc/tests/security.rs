@@ -594,15 +594,35 @@ fn a_dialed_server_must_be_the_node_expected() {
         &audit.events()[..],
         [SecurityEvent::PeerRejected { who, .. }] if *who == node(2)
     ));
-    // The right expectation connects.
-    rt.block_on(connect(
-        &addr,
-        m.client_config().unwrap(),
+    // The right node with another role than the registry's (node 2's certificate says tee).
+    let err = rt
+        .block_on(connect(
+            &addr,
+            m.client_config().unwrap(),
+            ExpectServer::NodeWithRole(pid(2), keyshard_pki::NodeRole::Mesh),
+            &ConnectOptions::default(),
+            Some(audit.clone()),
+        ))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("(role mesh in the registry)"),
+        "{err}"
+    );
+    assert_eq!(audit.events().len(), 2);
+    // The right expectations connect.
+    for expect in [
         ExpectServer::Node(pid(2)),
-        &ConnectOptions::default(),
-        None,
-    ))
-    .unwrap();
+        ExpectServer::NodeWithRole(pid(2), keyshard_pki::NodeRole::Tee),
+    ] {
+        rt.block_on(connect(
+            &addr,
+            m.client_config().unwrap(),
+            expect,
+            &ConnectOptions::default(),
+            None,
+        ))
+        .unwrap();
+    }
 }
 
 #[test]

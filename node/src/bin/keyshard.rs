@@ -7,6 +7,8 @@
 //! keyshard key create|list|show, keyshard sign, keyshard reshare, keyshard status,
 //! keyshard members add|remove                     [--profile FILE] [--json]
 //! keyshard audit verify FILE [--json]
+//! keyshard bench [--nodes 5] [--threshold 3] [--seconds 10] [--batch 32] [--concurrency 4]
+//!                [--scheme frost-ed25519 ...] [--data-dir keyshard-bench | --profile FILE] [--json]
 //! ```
 //!
 //! Exit status: 0 on success, 1 on failure, 2 on a usage error.
@@ -61,6 +63,37 @@ enum Command {
         #[arg(long)]
         exit: bool,
         /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure signing latency and throughput on a loopback cluster beside the bare
+    /// in-process FROST cost (see docs/benchmarks.md).
+    Bench {
+        /// Nodes to start (ignored with --profile).
+        #[arg(long, default_value_t = 5)]
+        nodes: u16,
+        /// Threshold of the keys.
+        #[arg(long, default_value_t = 3)]
+        threshold: u16,
+        /// Seconds per load phase (single, batched) and scheme.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Messages per batched request.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Batched requests in flight at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Schemes (repeatable; default frost-ed25519 and frost-secp256k1).
+        #[arg(long = "scheme")]
+        schemes: Vec<String>,
+        /// Where the local cluster's files go (wiped if a previous run made it).
+        #[arg(long, default_value = "keyshard-bench")]
+        data_dir: PathBuf,
+        /// Benchmark a running cluster through this client profile instead of starting one.
+        #[arg(long)]
+        profile: Option<PathBuf>,
+        /// Print the report as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -335,6 +368,52 @@ async fn run(command: Command) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Certs { command } => certs_command(command),
+        Command::Bench {
+            nodes,
+            threshold,
+            seconds,
+            batch,
+            concurrency,
+            schemes,
+            data_dir,
+            profile,
+            json,
+        } => {
+            let schemes = if schemes.is_empty() {
+                vec![Scheme::FrostEd25519, Scheme::FrostSecp256k1]
+            } else {
+                schemes
+                    .iter()
+                    .map(|s| {
+                        s.parse()
+                            .map_err(|_| format!("--scheme {s:?}: unknown scheme"))
+                    })
+                    .collect::<Result<Vec<Scheme>, String>>()?
+            };
+            let target = match profile {
+                Some(p) => keyshard_node::bench::Target::Profile(Profile::load(&p)?),
+                None => keyshard_node::bench::Target::Local {
+                    data_dir,
+                    binary: std::env::current_exe()?,
+                },
+            };
+            let opts = keyshard_node::bench::BenchOptions {
+                nodes,
+                threshold,
+                seconds,
+                batch,
+                concurrency,
+                schemes,
+                target,
+            };
+            let report = keyshard_node::bench::run(&opts, &mut |line| eprintln!("{line}")).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{}", keyshard_node::bench::table(&report));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Dev {
             nodes,
             threshold,

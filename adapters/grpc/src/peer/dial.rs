@@ -18,15 +18,26 @@ pub(super) async fn run(shared: Arc<Shared>, slot: Arc<Slot>) {
         }
         let addr = address.borrow_and_update().clone();
         let conn = slot.stop.child_token();
-        let channel = tokio::select! {
-            c = connect(
-                &addr,
-                shared.tls.clone(),
-                ExpectServer::Node(slot.id),
-                &shared.connect,
-                Some(shared.audit.clone()),
-            ) => c.ok(),
-            _ = slot.stop.cancelled() => return,
+        // With a role map, the server must carry the registry's role for it; a member without
+        // a known role is not dialed (until the map names one).
+        let expect = match shared.roles() {
+            None => Some(ExpectServer::Node(slot.id)),
+            Some(roles) => roles
+                .get(&slot.id)
+                .map(|role| ExpectServer::NodeWithRole(slot.id, *role)),
+        };
+        let channel = match expect {
+            Some(expect) => tokio::select! {
+                c = connect(
+                    &addr,
+                    shared.tls.clone(),
+                    expect,
+                    &shared.connect,
+                    Some(shared.audit.clone()),
+                ) => c.ok(),
+                _ = slot.stop.cancelled() => return,
+            },
+            None => None,
         };
         if let Some(channel) = channel {
             let limit = shared.message_limit();

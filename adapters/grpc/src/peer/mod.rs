@@ -14,6 +14,10 @@
 //!   limits and an explicit payload check).
 //! - The member map (`id -> host:port`) can change at run time ([`PeerTransport::set_peers`]).
 //!   A node certificate whose id is not a member is refused and audited.
+//! - With a role map ([`PeerConfig::roles`], [`PeerTransport::set_roles`]; the node always sets
+//!   one from its registry), a peer's certificate must also carry the role the registry gives
+//!   that node (`tee` or `mesh`), in both directions: a mismatch, or a member without a known
+//!   role, is refused and audited ([`check_role`]).
 
 mod dial;
 mod service;
@@ -27,6 +31,7 @@ use std::time::Duration;
 use core::fmt;
 
 use keyshard_core::ids::ParticipantId;
+use keyshard_core::node::registry::NodeRole;
 use keyshard_core::node::wire::MAX_MESSAGE;
 use rustls::ClientConfig;
 use tokio::sync::{mpsc, watch};
@@ -68,6 +73,10 @@ pub struct PeerConfig {
     pub backoff_max: Duration,
     /// Dial settings (timeouts, keep-alive).
     pub connect: ConnectOptions,
+    /// The role each member has in the cluster registry. `Some`: a peer's certificate must
+    /// carry exactly that role, and a member missing from the map is refused; `None` (the
+    /// default of [`PeerConfig::new`]): roles are not compared, any node role is accepted.
+    pub roles: Option<BTreeMap<ParticipantId, NodeRole>>,
 }
 
 impl PeerConfig {
@@ -83,7 +92,40 @@ impl PeerConfig {
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(10),
             connect: ConnectOptions::default(),
+            roles: None,
         }
+    }
+}
+
+/// Whether node `id` may act as a peer with the role its certificate names (`presented`),
+/// given the registry's roles (`None`: roles are not compared). The refusal says what the
+/// certificate claims and what the registry holds.
+pub fn check_role(
+    roles: Option<&BTreeMap<ParticipantId, NodeRole>>,
+    id: ParticipantId,
+    presented: NodeRole,
+) -> Result<(), String> {
+    let Some(roles) = roles else {
+        return Ok(());
+    };
+    match roles.get(&id) {
+        Some(r) if *r == presented => Ok(()),
+        Some(r) => Err(format!(
+            "node {id}'s certificate says role {}, but the registry says {}",
+            role_name(presented),
+            role_name(*r)
+        )),
+        None => Err(format!(
+            "node {id} has no role in the registry (its certificate says {})",
+            role_name(presented)
+        )),
+    }
+}
+
+fn role_name(r: NodeRole) -> &'static str {
+    match r {
+        NodeRole::Tee => "tee",
+        NodeRole::Mesh => "mesh",
     }
 }
 
@@ -191,6 +233,7 @@ struct Shared {
     audit: Arc<dyn AuditSink>,
     inbound: mpsc::Sender<Inbound>,
     slots: Mutex<BTreeMap<ParticipantId, Arc<Slot>>>,
+    roles: Mutex<Option<BTreeMap<ParticipantId, NodeRole>>>,
     shutdown: CancellationToken,
 }
 
@@ -201,6 +244,23 @@ impl Shared {
 
     fn slot(&self, id: ParticipantId) -> Option<Arc<Slot>> {
         self.slots().get(&id).cloned()
+    }
+
+    /// The registry roles, if roles are compared.
+    fn roles(&self) -> Option<BTreeMap<ParticipantId, NodeRole>> {
+        self.roles.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// [`check_role`] against the current role map.
+    fn check_role(&self, id: ParticipantId, presented: NodeRole) -> Result<(), String> {
+        check_role(
+            self.roles
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref(),
+            id,
+            presented,
+        )
     }
 
     /// tonic's message size limit for peer streams.
@@ -248,6 +308,7 @@ impl PeerTransport {
             audit,
             inbound,
             slots: Mutex::new(BTreeMap::new()),
+            roles: Mutex::new(config.roles),
             shutdown: CancellationToken::new(),
         });
         let transport = PeerTransport { shared };
@@ -338,6 +399,12 @@ impl PeerTransport {
         }
     }
 
+    /// Replaces the registry's role map (see [`PeerConfig::roles`]). Streams already open stay
+    /// open; new ones (and reconnections) are checked against the new map.
+    pub fn set_roles(&self, roles: BTreeMap<ParticipantId, NodeRole>) {
+        *self.shared.roles.lock().unwrap_or_else(|e| e.into_inner()) = Some(roles);
+    }
+
     /// The current member addresses (without this node).
     pub fn peers(&self) -> BTreeMap<ParticipantId, String> {
         self.shared
@@ -380,5 +447,36 @@ impl PeerTransport {
     /// Ends every stream and stops dialing. Frames still queued are dropped.
     pub fn shutdown(&self) {
         self.shared.shutdown.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pid(i: u16) -> ParticipantId {
+        ParticipantId::new(i).unwrap()
+    }
+
+    #[test]
+    fn a_certificate_role_must_match_the_registry_role() {
+        let roles: BTreeMap<_, _> = [(pid(1), NodeRole::Tee), (pid(2), NodeRole::Mesh)].into();
+        assert_eq!(check_role(Some(&roles), pid(1), NodeRole::Tee), Ok(()));
+        assert_eq!(check_role(Some(&roles), pid(2), NodeRole::Mesh), Ok(()));
+        assert_eq!(
+            check_role(Some(&roles), pid(1), NodeRole::Mesh),
+            Err("node 1's certificate says role mesh, but the registry says tee".into())
+        );
+        assert_eq!(
+            check_role(Some(&roles), pid(2), NodeRole::Tee),
+            Err("node 2's certificate says role tee, but the registry says mesh".into())
+        );
+        assert_eq!(
+            check_role(Some(&roles), pid(9), NodeRole::Tee),
+            Err("node 9 has no role in the registry (its certificate says tee)".into())
+        );
+        // An empty registry refuses everybody; no map compares nothing.
+        assert!(check_role(Some(&BTreeMap::new()), pid(1), NodeRole::Tee).is_err());
+        assert_eq!(check_role(None, pid(9), NodeRole::Mesh), Ok(()));
     }
 }

@@ -36,10 +36,11 @@ impl PeerService {
             });
             Status::permission_denied(reason)
         };
-        let Some(id) = who.node_id() else {
+        let Identity::Node { id, role } = who else {
             // authorize() already refused non-node roles; kept for safety.
             return Err(reject(format!("{who} is not a node")));
         };
+        let (id, role) = (*id, *role);
         if id == shared.me {
             return Err(reject(format!(
                 "node {id} presented this node's own identity"
@@ -48,6 +49,7 @@ impl PeerService {
         let Some(slot) = shared.slot(id) else {
             return Err(reject(format!("node {id} is not a member")));
         };
+        shared.check_role(id, role).map_err(reject)?;
         if id > shared.me {
             return Err(reject(format!(
                 "node {id} dialed node {}; the lower id dials the higher",
