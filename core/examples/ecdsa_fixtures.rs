@@ -35,7 +35,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     match what.as_str() {
         "primes" => {
             // Optional party numbers (to split the work between processes); default 1..=5.
-            let mut parties: Vec<u16> = std::env::args().skip(2).filter_map(|a| a.parse().ok()).collect();
+            let mut parties: Vec<u16> = std::env::args()
+                .skip(2)
+                .filter_map(|a| a.parse().ok())
+                .collect();
             if parties.is_empty() {
                 parties = (1..=5).collect();
             }
@@ -57,7 +60,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         "aux" => {
             // Optional group sizes (to run them in separate processes); default 3 and 5.
-            let mut sizes: Vec<u16> = std::env::args().skip(2).filter_map(|a| a.parse().ok()).collect();
+            let mut sizes: Vec<u16> = std::env::args()
+                .skip(2)
+                .filter_map(|a| a.parse().ok())
+                .collect();
             if sizes.is_empty() {
                 sizes = vec![3, 5];
             }

@@ -45,7 +45,8 @@ pub fn run_aux(primes: &[String], session_id: &[u8]) -> Result<Vec<EcdsaAuxOutpu
         };
         let seed = Seed::from_u64(u64::from(me.get())).child(b"ecdsa-fixture-aux", session_id);
         let primes = SafePrimes::from_json(json)?;
-        sessions.push(EcdsaAux::new(config, primes, &seed, Instant::ZERO).map_err(|e| e.to_string())?);
+        sessions
+            .push(EcdsaAux::new(config, primes, &seed, Instant::ZERO).map_err(|e| e.to_string())?);
     }
     let mut net = LocalNet::new(sessions, Delivery::Fifo, Instant::ZERO);
     net.run(1_000_000);
@@ -58,4 +59,46 @@ pub fn run_aux(primes: &[String], session_id: &[u8]) -> Result<Vec<EcdsaAuxOutpu
         }
     }
     Ok(out)
+}
+
+/// A copy of a presignature, **for benchmarks only**: signing two *different* messages with one
+/// presignature reveals the key. The online-signing benchmark signs the same message with copies
+/// of one presignature (which yields the same signature each time and reveals nothing more), so
+/// that it does not need seconds of presigning per iteration.
+pub fn duplicate_presignature<E: super::EcdsaCurve>(
+    p: &super::EcdsaPresignature<E>,
+) -> super::EcdsaPresignature<E>
+where
+    cggmp24::generic_ec::NonZero<cggmp24::generic_ec::Point<E>>:
+        cggmp24::generic_ec::coords::AlwaysHasAffineX<E>,
+{
+    super::EcdsaPresignature {
+        presignature: p.presignature.clone(),
+        public: p.public.clone(),
+        signers: p.signers.clone(),
+        me: p.me,
+        public_key: p.public_key,
+    }
+}
+
+/// The bare cggmp24 online signing of `message` with `presignatures` (no sessions, no messages,
+/// no per-signer checks): every partial signature, `combine` and a final verification. The
+/// baseline the online-signing benchmark compares the session against. `None` if it fails.
+pub fn bare_online_sign<E: super::EcdsaCurve>(
+    presignatures: &[super::EcdsaPresignature<E>],
+    message: &[u8],
+) -> Option<super::EcdsaSignature>
+where
+    cggmp24::generic_ec::NonZero<cggmp24::generic_ec::Point<E>>:
+        cggmp24::generic_ec::coords::AlwaysHasAffineX<E>,
+{
+    let m = cggmp24::DataToSign::<E>::digest::<sha2::Sha256>(message);
+    let first = presignatures.first()?;
+    let partials: Vec<_> = presignatures
+        .iter()
+        .map(|p| p.presignature.clone().issue_partial_signature(m))
+        .collect();
+    let sig = cggmp24::PartialSignature::combine(&partials, &first.public, m)?;
+    sig.verify(&first.public_key, &m).ok()?;
+    super::EcdsaSignature::from_cggmp(&sig)
 }

@@ -181,7 +181,10 @@ where
 
     fn fail(&mut self, kind: FailureKind, culprits: BTreeSet<ParticipantId>) {
         if !matches!(kind, FailureKind::PeerAborted { .. }) {
-            let named: Vec<u8> = culprits.iter().flat_map(|p| p.get().to_be_bytes()).collect();
+            let named: Vec<u8> = culprits
+                .iter()
+                .flat_map(|p| p.get().to_be_bytes())
+                .collect();
             let frame = Frame::new(KIND_ABORT, vec![named]).encode();
             for to in self.others().collect::<Vec<_>>() {
                 self.outputs.push_back(SessionOutput::Send {
@@ -372,8 +375,9 @@ where
         if !self.rounds.iter().any(|(r, _)| *r == round) {
             self.rounds.push((round, kind));
             // Messages that arrived early for this round can now be checked and delivered.
-            let (now_due, later): (Vec<_>, Vec<_>) =
-                std::mem::take(&mut self.early).into_iter().partition(|a| a.round == round);
+            let (now_due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.early)
+                .into_iter()
+                .partition(|a| a.round == round);
             self.early = later;
             for a in now_due {
                 if a.kind == kind {
@@ -436,7 +440,9 @@ where
 }
 
 /// Decodes a protocol message, refusing any encoding other than the one we would produce.
-pub(crate) fn decode_canonical<M: Serialize + DeserializeOwned>(body: &[u8]) -> Result<M, Rejection> {
+pub(crate) fn decode_canonical<M: Serialize + DeserializeOwned>(
+    body: &[u8],
+) -> Result<M, Rejection> {
     let msg: M = serde_json::from_slice(body).map_err(|_| Rejection::Malformed {
         field: "cggmp24 message",
     })?;

@@ -94,8 +94,11 @@ where
             outputs: VecDeque::new(),
             finished: false,
         };
-        let frame = Frame::new(KIND_PARTIAL, vec![own.sigma.to_be_bytes().as_ref().to_vec()])
-            .encode();
+        let frame = Frame::new(
+            KIND_PARTIAL,
+            vec![own.sigma.to_be_bytes().as_ref().to_vec()],
+        )
+        .encode();
         for to in s.signers.clone() {
             if to != s.me {
                 s.outputs.push_back(SessionOutput::Send {

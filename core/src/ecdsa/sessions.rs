@@ -85,7 +85,10 @@ pub struct SignersConfig {
     pub round_timeout: Duration,
 }
 
-fn check_group(me: ParticipantId, participants: &BTreeSet<ParticipantId>) -> Result<u16, ConfigError> {
+fn check_group(
+    me: ParticipantId,
+    participants: &BTreeSet<ParticipantId>,
+) -> Result<u16, ConfigError> {
     let n = participants.len();
     if !(2..=usize::from(u16::MAX)).contains(&n) {
         return Err(ConfigError::BadParticipantCount(n));

@@ -6,7 +6,7 @@ use cggmp24::generic_ec::coords::AlwaysHasAffineX;
 use cggmp24::generic_ec::{NonZero, Point};
 use cggmp24::key_share::AuxInfo;
 use cggmp24::signing::PresignaturePublicData;
-use cggmp24::{IncompleteKeyShare, KeyShare, Presignature, PregeneratedPrimes};
+use cggmp24::{IncompleteKeyShare, KeyShare, PregeneratedPrimes, Presignature};
 use rand_core::{CryptoRng, RngCore};
 
 use super::{EcdsaCurve, EcdsaScheme, Level};
@@ -66,7 +66,11 @@ where
 {
     /// The group public key, SEC1 compressed (33 bytes).
     pub fn public_key(&self) -> Vec<u8> {
-        self.share.shared_public_key.to_bytes(true).as_ref().to_vec()
+        self.share
+            .shared_public_key
+            .to_bytes(true)
+            .as_ref()
+            .to_vec()
     }
 
     /// The threshold.
@@ -98,7 +102,10 @@ where
     fn record(&self, t: &mut Transcript) {
         t.record("ecdsa keygen public key", &self.public_key());
         for (i, p) in self.share.public_shares.iter().enumerate() {
-            t.record(&format!("ecdsa keygen public share {i}"), p.to_bytes(true).as_ref());
+            t.record(
+                &format!("ecdsa keygen public share {i}"),
+                p.to_bytes(true).as_ref(),
+            );
         }
     }
 }
@@ -144,7 +151,10 @@ impl fmt::Debug for EcdsaAuxOutput {
 impl Recordable for EcdsaAuxOutput {
     fn record(&self, t: &mut Transcript) {
         for (i, n) in self.aux.N.iter().enumerate() {
-            t.record(&format!("ecdsa aux paillier N {i}"), n.to_string().as_bytes());
+            t.record(
+                &format!("ecdsa aux paillier N {i}"),
+                n.to_string().as_bytes(),
+            );
         }
     }
 }
@@ -227,7 +237,9 @@ where
             .core
             .vss_setup
             .as_ref()
-            .map_or(self.share.core.public_shares.len() as u16, |s| s.min_signers)
+            .map_or(self.share.core.public_shares.len() as u16, |s| {
+                s.min_signers
+            })
     }
 }
 

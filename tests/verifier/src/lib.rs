@@ -224,7 +224,9 @@ pub fn ecdsa_secp256k1(
         .map_err(|e| VerifyError::BadPublicKey(e.to_string()))?;
     let sig = parse_ecdsa_signature!(k256::ecdsa::Signature, signature)?;
     if sig.normalize_s().is_some() {
-        return Err(VerifyError::BadSignature("s is not low-S normalised".into()));
+        return Err(VerifyError::BadSignature(
+            "s is not low-S normalised".into(),
+        ));
     }
     key.verify(message, &sig).map_err(|_| VerifyError::Mismatch)
 }
@@ -252,7 +254,9 @@ pub fn ecdsa_p256(public_key: &[u8], message: &[u8], signature: &[u8]) -> Result
         .map_err(|e| VerifyError::BadPublicKey(e.to_string()))?;
     let sig = parse_ecdsa_signature!(p256::ecdsa::Signature, signature)?;
     if sig.normalize_s().is_some() {
-        return Err(VerifyError::BadSignature("s is not low-S normalised".into()));
+        return Err(VerifyError::BadSignature(
+            "s is not low-S normalised".into(),
+        ));
     }
     key.verify(message, &sig).map_err(|_| VerifyError::Mismatch)
 }
@@ -268,7 +272,9 @@ pub fn ecdsa_p256_prehash(
         .map_err(|e| VerifyError::BadPublicKey(e.to_string()))?;
     let sig = parse_ecdsa_signature!(p256::ecdsa::Signature, signature)?;
     if sig.normalize_s().is_some() {
-        return Err(VerifyError::BadSignature("s is not low-S normalised".into()));
+        return Err(VerifyError::BadSignature(
+            "s is not low-S normalised".into(),
+        ));
     }
     key.verify_prehash(prehash, &sig)
         .map_err(|_| VerifyError::Mismatch)
