@@ -172,19 +172,8 @@ where
             }
             return;
         }
-        let Some((public, _)) = &self.public else {
+        if j >= self.signers.len() {
             return;
-        };
-        let Some(commitment) = public.commitments.get(j) else {
-            return self.fail(
-                FailureKind::Library("presignature has no commitment for a signer".into()),
-                BTreeSet::new(),
-            );
-        };
-        let r = public.Gamma.x().to_scalar();
-        let m = self.message.to_scalar();
-        if partial.sigma * public.Gamma != m * commitment.tilde_Delta + r * commitment.tilde_S {
-            return self.fail(FailureKind::InvalidSignatureShare, BTreeSet::from([from]));
         }
         self.seen.insert(from, digest);
         self.received.insert(from, partial);
@@ -193,6 +182,12 @@ where
         }
     }
 
+    /// Optimistic: sums the partial signatures and verifies the result against the group key
+    /// (two scalar multiplications). Only if that fails is every partial signature checked on its
+    /// own against the presignature's commitments (σ_j·Γ = m·Δ̃_j + r·S̃_j), naming each signer whose
+    /// share is wrong. Same outcome and blame as checking each share on arrival, at a fraction of
+    /// the cost (3·t scalar multiplications saved per signer, and cggmp24's `combine`, which
+    /// repeats them, is not called).
     fn finish(&mut self) {
         let Some((public, public_key)) = self.public.take() else {
             return;
@@ -200,24 +195,48 @@ where
         let mut partials = Vec::with_capacity(self.signers.len());
         for p in &self.signers {
             if *p == self.me {
-                partials.push(self.own);
+                partials.push((*p, self.own));
             } else if let Some(s) = self.received.get(p) {
-                partials.push(*s);
+                partials.push((*p, *s));
             }
         }
-        let sig = PartialSignature::combine(&partials, &public, self.message)
-            .filter(|s| s.verify(&public_key, &self.message).is_ok())
-            .and_then(|s| EcdsaSignature::from_cggmp(&s));
         self.finished = true;
-        match sig {
-            Some(sig) => self.outputs.push_back(SessionOutput::Done(Ok(sig))),
-            // Every partial signature passed its own check, so the presignature itself is bad
-            // (e.g. a cheated presigning run that cggmp24 did not catch): nobody can be named.
-            None => self.outputs.push_back(SessionOutput::Done(Err(Failure {
-                kind: FailureKind::Library("combined signature does not verify".into()),
-                culprits: BTreeSet::new(),
-            }))),
+        let r = public.Gamma.x().to_scalar();
+        let sum: Scalar<E> = partials.iter().map(|(_, s)| &s.sigma).sum();
+        let sig = match (NonZero::from_scalar(r), NonZero::from_scalar(sum)) {
+            (Some(r), Some(s)) => Some(cggmp24::Signature::from_raw_parts(r, s).normalize_s()),
+            _ => None,
+        };
+        if let Some(sig) = sig.filter(|s| s.verify(&public_key, &self.message).is_ok()) {
+            if let Some(sig) = EcdsaSignature::from_cggmp(&sig) {
+                self.outputs.push_back(SessionOutput::Done(Ok(sig)));
+                return;
+            }
         }
+        let m = self.message.to_scalar();
+        let culprits: BTreeSet<ParticipantId> = partials
+            .iter()
+            .enumerate()
+            .filter(|(j, (_, partial))| match public.commitments.get(*j) {
+                Some(c) => partial.sigma * public.Gamma != m * c.tilde_Delta + r * c.tilde_S,
+                None => false,
+            })
+            .map(|(_, (p, _))| *p)
+            .collect();
+        let failure = if culprits.is_empty() {
+            // Every share matches its commitments, so the presignature itself is bad (a cheated
+            // presigning run that cggmp24 did not catch): nobody can be named.
+            Failure {
+                kind: FailureKind::Library("combined signature does not verify".into()),
+                culprits,
+            }
+        } else {
+            Failure {
+                kind: FailureKind::InvalidSignatureShare,
+                culprits,
+            }
+        };
+        self.outputs.push_back(SessionOutput::Done(Err(failure)));
     }
 
     fn on_timeout(&mut self, now: Instant) {
