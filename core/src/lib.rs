@@ -22,6 +22,7 @@
 #![deny(missing_docs)]
 
 pub mod codec;
+pub mod ecdsa;
 pub mod frost;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;

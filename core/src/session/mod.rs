@@ -85,6 +85,13 @@ pub enum Rejection {
     StaleRound,
     /// The framing is broken (length fields, trailing bytes, size limits).
     BadFrame(FrameError),
+    /// The message is larger than the bound for its protocol phase; checked before decoding.
+    TooLarge {
+        /// The bound.
+        max: usize,
+        /// The size received.
+        actual: usize,
+    },
     /// A field has the wrong size; checked before any decoding.
     WrongSize {
         /// Which field.
@@ -127,6 +134,9 @@ impl fmt::Display for Rejection {
             Rejection::UnexpectedKind { kind } => write!(f, "unexpected message kind {kind}"),
             Rejection::StaleRound => f.write_str("message for a round already finished"),
             Rejection::BadFrame(e) => write!(f, "bad framing: {e}"),
+            Rejection::TooLarge { max, actual } => {
+                write!(f, "{actual} bytes exceeds this phase's {max}-byte limit")
+            }
             Rejection::WrongSize {
                 field,
                 expected,

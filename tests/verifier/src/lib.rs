@@ -10,6 +10,7 @@
 
 use std::fmt;
 
+pub mod openssl;
 mod rfc9591;
 mod xmd;
 
@@ -193,6 +194,90 @@ pub fn frost_secp256k1(
 /// `"FROST-P256-SHA256-v1chal"`.
 pub fn frost_p256(public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<(), VerifyError> {
     rfc9591::verify::<p256::NistP256>(FROST_P256_CONTEXT, public_key, message, signature)
+}
+
+/// Parses DER (leading 0x30) or the 64-byte `r || s` form.
+macro_rules! parse_ecdsa_signature {
+    ($ty:ty, $bytes:expr) => {{
+        let bytes: &[u8] = $bytes;
+        let parsed = if bytes.first() == Some(&0x30) {
+            <$ty>::from_der(bytes)
+        } else {
+            <$ty>::from_slice(bytes)
+        };
+        parsed.map_err(|e| VerifyError::BadSignature(e.to_string()))
+    }};
+}
+/// ECDSA over secp256k1 with SHA-256 (SEC 1 v2 section 4.1.4), via the RustCrypto `k256` verifier
+/// (no cggmp24 code).
+///
+/// `public_key` is a SEC1 point (33 bytes compressed or 65 uncompressed); `signature` is DER
+/// (`SEQUENCE { r, s }`) if it starts with 0x30, else the 64-byte `r || s`. `k256` refuses
+/// high-S signatures, so this also checks the signature is low-S normalised.
+pub fn ecdsa_secp256k1(
+    public_key: &[u8],
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), VerifyError> {
+    use k256::ecdsa::signature::Verifier;
+    let key = k256::ecdsa::VerifyingKey::from_sec1_bytes(public_key)
+        .map_err(|e| VerifyError::BadPublicKey(e.to_string()))?;
+    let sig = parse_ecdsa_signature!(k256::ecdsa::Signature, signature)?;
+    if sig.normalize_s().is_some() {
+        return Err(VerifyError::BadSignature(
+            "s is not low-S normalised".into(),
+        ));
+    }
+    key.verify(message, &sig).map_err(|_| VerifyError::Mismatch)
+}
+
+/// [`ecdsa_secp256k1`] for a signature over a 32-byte prehash instead of a message.
+pub fn ecdsa_secp256k1_prehash(
+    public_key: &[u8],
+    prehash: &[u8; 32],
+    signature: &[u8],
+) -> Result<(), VerifyError> {
+    use k256::ecdsa::signature::hazmat::PrehashVerifier;
+    let key = k256::ecdsa::VerifyingKey::from_sec1_bytes(public_key)
+        .map_err(|e| VerifyError::BadPublicKey(e.to_string()))?;
+    let sig = parse_ecdsa_signature!(k256::ecdsa::Signature, signature)?;
+    key.verify_prehash(prehash, &sig)
+        .map_err(|_| VerifyError::Mismatch)
+}
+
+/// ECDSA over P-256 with SHA-256 (FIPS 186-5), via the RustCrypto `p256` verifier. Same encodings
+/// as [`ecdsa_secp256k1`]; additionally refuses high-S signatures here (p256 itself accepts them,
+/// but keyshard always normalises).
+pub fn ecdsa_p256(public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<(), VerifyError> {
+    use p256::ecdsa::signature::Verifier;
+    let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(public_key)
+        .map_err(|e| VerifyError::BadPublicKey(e.to_string()))?;
+    let sig = parse_ecdsa_signature!(p256::ecdsa::Signature, signature)?;
+    if sig.normalize_s().is_some() {
+        return Err(VerifyError::BadSignature(
+            "s is not low-S normalised".into(),
+        ));
+    }
+    key.verify(message, &sig).map_err(|_| VerifyError::Mismatch)
+}
+
+/// [`ecdsa_p256`] for a signature over a 32-byte prehash instead of a message.
+pub fn ecdsa_p256_prehash(
+    public_key: &[u8],
+    prehash: &[u8; 32],
+    signature: &[u8],
+) -> Result<(), VerifyError> {
+    use p256::ecdsa::signature::hazmat::PrehashVerifier;
+    let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(public_key)
+        .map_err(|e| VerifyError::BadPublicKey(e.to_string()))?;
+    let sig = parse_ecdsa_signature!(p256::ecdsa::Signature, signature)?;
+    if sig.normalize_s().is_some() {
+        return Err(VerifyError::BadSignature(
+            "s is not low-S normalised".into(),
+        ));
+    }
+    key.verify_prehash(prehash, &sig)
+        .map_err(|_| VerifyError::Mismatch)
 }
 
 /// contextString of FROST(secp256k1, SHA-256), RFC 9591 section 6.5.
