@@ -6,7 +6,9 @@
 //! together** (plus the load of a shared machine). Key generation and online signing are measured
 //! by criterion (`sample_size(10)`); presigning and aux info take seconds to minutes per run, so
 //! they are timed over a few runs outside criterion (`ECDSA_BENCH_RUNS`, default 2; aux info at
-//! n = 3 only, once, unless `ECDSA_BENCH_AUX=0`). Online signing is compared with bare cggmp24
+//! n = 3 and n = 5 with the fixture primes, once each, unless `ECDSA_BENCH_AUX=0`; safe-prime
+//! generation, the cost aux info has without pregenerated primes, for `ECDSA_BENCH_PRIMES`
+//! parties, default none). Online signing is compared with bare cggmp24
 //! calls (partial signatures, `combine`, verify; no messages, no per-signer checks). A markdown
 //! table of medians is printed at the end; `docs/benchmarks.md` records it.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // benchmarks read the clock and env
@@ -51,10 +53,12 @@ const AUX_N5: [&str; 5] = [
     include_str!("../tests/fixtures/ecdsa/aux-n5-p4.json"),
     include_str!("../tests/fixtures/ecdsa/aux-n5-p5.json"),
 ];
-const PRIMES: [&str; 3] = [
+const PRIMES: [&str; 5] = [
     include_str!("../tests/fixtures/ecdsa/primes-p1.json"),
     include_str!("../tests/fixtures/ecdsa/primes-p2.json"),
     include_str!("../tests/fixtures/ecdsa/primes-p3.json"),
+    include_str!("../tests/fixtures/ecdsa/primes-p4.json"),
+    include_str!("../tests/fixtures/ecdsa/primes-p5.json"),
 ];
 
 fn ids(n: u16) -> BTreeSet<ParticipantId> {
@@ -258,8 +262,23 @@ fn print_table() {
             );
         }
     }
-    if let Some(v) = slow.get("aux/n=3") {
-        println!("\naux info, n = 3, primes given (all parties): {v:.0} ms");
+    for n in [3, 5] {
+        if let Some(v) = slow.get(&format!("aux/n={n}")) {
+            println!("\naux info, n = {n}, primes given (all parties): {v:.0} ms");
+        }
+    }
+    if let Some(v) = slow.get("primes/party") {
+        println!("safe primes for one party (median): {v:.0} ms");
+        for n in [3, 5] {
+            if let Some(a) = slow.get(&format!("aux/n={n}")) {
+                println!(
+                    "aux info, n = {n}, without pregenerated primes: {:.0} ms of CPU \
+                     (aux + n x primes), {:.0} ms wall if the parties search in parallel",
+                    a + f64::from(n) * v,
+                    a + v
+                );
+            }
+        }
     }
 }
 
@@ -267,12 +286,37 @@ fn all(c: &mut Criterion) {
     suite::<Secp256k1>(c);
     suite::<Secp256r1>(c);
     if std::env::var("ECDSA_BENCH_AUX").map_or(true, |v| v != "0") {
+        // Aux info has no curve parameter: one run serves keys on both curves, so it is timed
+        // per group size, not per curve.
+        for n in [3usize, 5] {
+            let primes: Vec<String> = PRIMES[..n].iter().map(|p| p.to_string()).collect();
+            let start = StdInstant::now();
+            fixtures::run_aux(&primes, format!("bench aux {n}").as_bytes()).expect("aux");
+            let ms = start.elapsed().as_secs_f64() * 1e3;
+            println!("aux/n={n}: {ms:.0} ms");
+            if let Ok(mut s) = SLOW.lock() {
+                s.push((format!("aux/n={n}"), vec![ms]));
+            }
+        }
+    }
+    // Without pregenerated primes, every party must first find its four 1536-bit safe primes
+    // (minutes of CPU, and the time varies a lot with the seed): timed for
+    // `ECDSA_BENCH_PRIMES` parties (default 0: skip).
+    let parties: u16 = std::env::var("ECDSA_BENCH_PRIMES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut times = Vec::new();
+    for party in 0..parties {
         let start = StdInstant::now();
-        fixtures::run_aux(&PRIMES.map(String::from), b"bench aux").expect("aux");
+        fixtures::generate_primes_json(1000 + party);
         let ms = start.elapsed().as_secs_f64() * 1e3;
-        println!("aux/n=3: {ms:.0} ms");
+        println!("safe primes, one party (seed {}): {ms:.0} ms", 1000 + party);
+        times.push(ms);
+    }
+    if !times.is_empty() {
         if let Ok(mut s) = SLOW.lock() {
-            s.push(("aux/n=3".into(), vec![ms]));
+            s.push(("primes/party".into(), times));
         }
     }
 }

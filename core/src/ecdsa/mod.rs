@@ -46,6 +46,8 @@
 pub mod fixtures;
 pub mod mpc;
 pub mod online;
+pub mod pool;
+pub mod reshare;
 pub mod sessions;
 mod types;
 
@@ -133,14 +135,19 @@ where
 {
     /// The scheme of keys on this curve.
     const SCHEME: EcdsaScheme;
+    /// The FROST ciphersuite on the same curve (32-byte big-endian scalars, SEC1 compressed
+    /// points), whose group the resharing protocol runs in ([`reshare`]).
+    type Frost: frost_core::Ciphersuite;
 }
 
 impl EcdsaCurve for cggmp24::supported_curves::Secp256k1 {
     const SCHEME: EcdsaScheme = EcdsaScheme::Secp256k1;
+    type Frost = frost_secp256k1::Secp256K1Sha256;
 }
 
 impl EcdsaCurve for cggmp24::supported_curves::Secp256r1 {
     const SCHEME: EcdsaScheme = EcdsaScheme::P256;
+    type Frost = frost_p256::P256Sha256;
 }
 
 /// The cggmp24 execution id of a run: a domain-separated hash of the phase and the caller's

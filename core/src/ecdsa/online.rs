@@ -58,6 +58,21 @@ where
     finished: bool,
 }
 
+impl<E: EcdsaCurve> std::fmt::Debug for EcdsaSign<E>
+where
+    NonZero<Point<E>>: AlwaysHasAffineX<E>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EcdsaSign")
+            .field("scheme", &E::SCHEME)
+            .field("me", &self.me)
+            .field("signers", &self.signers)
+            .field("received", &self.received.keys().collect::<Vec<_>>())
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<E: EcdsaCurve> EcdsaSign<E>
 where
     NonZero<Point<E>>: AlwaysHasAffineX<E>,
@@ -208,7 +223,8 @@ where
             _ => None,
         };
         if let Some(sig) = sig.filter(|s| s.verify(&public_key, &self.message).is_ok()) {
-            if let Some(sig) = EcdsaSignature::from_cggmp(&sig) {
+            let z = cggmp24::signing::AnyDataToSign::to_scalar(&self.message);
+            if let Some(sig) = EcdsaSignature::from_cggmp(&sig, &public_key, &z) {
                 self.outputs.push_back(SessionOutput::Done(Ok(sig)));
                 return;
             }

@@ -300,8 +300,12 @@ where
                     .map_err(|e| LibError::of(&e))?;
                 sig.verify(&share.core.shared_public_key, &data)
                     .map_err(|_| LibError::msg("the combined signature does not verify"))?;
-                EcdsaSignature::from_cggmp(&sig)
-                    .ok_or_else(|| LibError::msg("signature scalars are not 32 bytes"))
+                EcdsaSignature::from_cggmp(
+                    &sig,
+                    &share.core.shared_public_key,
+                    &cggmp24::signing::AnyDataToSign::to_scalar(&data),
+                )
+                .ok_or_else(|| LibError::msg("signature scalars are not 32 bytes"))
             }));
         Ok(MpcSession::start(
             "sign",

@@ -23,17 +23,17 @@ use crate::session::local::{Delivery, LocalNet};
 use crate::session::{FailureKind, Frame, Rejection, Session, SessionInput, SessionOutput};
 use crate::time::{Duration, Instant};
 
-const ROUND: Duration = Duration::from_secs(60);
+pub(super) const ROUND: Duration = Duration::from_secs(60);
 
-fn p(n: u16) -> ParticipantId {
+pub(super) fn p(n: u16) -> ParticipantId {
     ParticipantId::new(n).unwrap()
 }
 
-fn ids(list: &[u16]) -> BTreeSet<ParticipantId> {
+pub(super) fn ids(list: &[u16]) -> BTreeSet<ParticipantId> {
     list.iter().map(|n| p(*n)).collect()
 }
 
-fn all(n: u16) -> BTreeSet<ParticipantId> {
+pub(super) fn all(n: u16) -> BTreeSet<ParticipantId> {
     (1..=n).map(p).collect()
 }
 
@@ -59,7 +59,7 @@ const PRIMES: [&str; 3] = [
     include_str!("../../tests/fixtures/ecdsa/primes-p3.json"),
 ];
 
-fn fixture_aux(n: u16) -> Vec<EcdsaAuxOutput> {
+pub(super) fn fixture_aux(n: u16) -> Vec<EcdsaAuxOutput> {
     let jsons: &[&str] = if n == 3 { &AUX_N3 } else { &AUX_N5 };
     let parties: Vec<ParticipantId> = all(n).into_iter().collect();
     jsons
@@ -88,7 +88,7 @@ where
         .collect()
 }
 
-fn run_keygen<E: EcdsaCurve>(n: u16, t: u16, run: u64) -> Vec<EcdsaKeygenOutput<E>>
+pub(super) fn run_keygen<E: EcdsaCurve>(n: u16, t: u16, run: u64) -> Vec<EcdsaKeygenOutput<E>>
 where
     NonZero<Point<E>>: AlwaysHasAffineX<E>,
     Point<E>: HasAffineX<E>,
@@ -111,7 +111,7 @@ where
     outs
 }
 
-fn keys<E: EcdsaCurve>(n: u16, t: u16, run: u64) -> Vec<EcdsaKey<E>>
+pub(super) fn keys<E: EcdsaCurve>(n: u16, t: u16, run: u64) -> Vec<EcdsaKey<E>>
 where
     NonZero<Point<E>>: AlwaysHasAffineX<E>,
     Point<E>: HasAffineX<E>,
@@ -123,7 +123,7 @@ where
         .collect()
 }
 
-fn key_of<E: EcdsaCurve>(keys: &[EcdsaKey<E>], me: ParticipantId) -> &EcdsaKey<E>
+pub(super) fn key_of<E: EcdsaCurve>(keys: &[EcdsaKey<E>], me: ParticipantId) -> &EcdsaKey<E>
 where
     NonZero<Point<E>>: AlwaysHasAffineX<E>,
     Point<E>: HasAffineX<E>,
@@ -160,7 +160,7 @@ where
         .collect()
 }
 
-fn presign<E: EcdsaCurve>(
+pub(super) fn presign<E: EcdsaCurve>(
     keys: &[EcdsaKey<E>],
     signers: &BTreeSet<ParticipantId>,
     run: u64,
@@ -206,7 +206,7 @@ where
         .collect()
 }
 
-fn sign<E: EcdsaCurve>(
+pub(super) fn sign<E: EcdsaCurve>(
     presigs: BTreeMap<ParticipantId, EcdsaPresignature<E>>,
     message: &[u8],
 ) -> EcdsaSignature
@@ -227,8 +227,11 @@ where
 }
 
 /// Checks a signature with RustCrypto and OpenSSL (skipped, loudly, only if openssl is absent).
-fn verify_everywhere<E: EcdsaCurve>(key: &EcdsaKey<E>, message: &[u8], sig: &EcdsaSignature)
-where
+pub(super) fn verify_everywhere<E: EcdsaCurve>(
+    key: &EcdsaKey<E>,
+    message: &[u8],
+    sig: &EcdsaSignature,
+) where
     NonZero<Point<E>>: AlwaysHasAffineX<E>,
     Point<E>: HasAffineX<E>,
 {
@@ -245,6 +248,20 @@ where
     rust(&pk, message, &sig.to_compact()).unwrap();
     rust(&key.public_key_uncompressed(), message, &sig.to_der()).unwrap();
     assert!(rust(&pk, b"another message", &sig.to_der()).is_err());
+    // The recovery id recovers the key (k256's recovery, for secp256k1 where it is used).
+    let recoverable = sig.to_recoverable().expect("a recovery id");
+    if E::SCHEME == EcdsaScheme::Secp256k1 {
+        assert_eq!(
+            keyshard_verifier::ecdsa_secp256k1_recover(message, &recoverable).unwrap(),
+            pk
+        );
+        let mut flipped = recoverable;
+        flipped[64] ^= 1;
+        assert_ne!(
+            keyshard_verifier::ecdsa_secp256k1_recover(message, &flipped).ok(),
+            Some(pk.clone())
+        );
+    }
     match openssl::verify_ecdsa_sha256(
         curve,
         &key.public_key_uncompressed(),
@@ -412,12 +429,10 @@ fn same_seeds_same_transcript() {
     assert_ne!(a.2, c.2);
 }
 
-/// Aux info generation itself, with the fixture primes, at n = 3: about a minute of CPU even
-/// with dependencies optimised, so it is ignored by default; `ecdsa_fixtures aux` runs the
-/// same session for n = 3 and n = 5 whenever the fixtures are made.
-/// Run: `cargo test -p keyshard-core --lib ecdsa::tests::aux_info -- --ignored`.
+/// Aux info generation itself, with the fixture primes, at n = 3, then keys, presigning and a
+/// verified signature from its output: about a minute of CPU even with dependencies optimised.
+/// (`ecdsa_fixtures aux` runs the same session for n = 3 and n = 5 when the fixtures are made.)
 #[test]
-#[ignore = "about 60-70 s of CPU: run with --ignored"]
 fn aux_info_generation_with_fixture_primes_2_of_3() {
     let out = fixtures::run_aux(&PRIMES.map(String::from), b"aux test run").unwrap();
     assert_eq!(out.len(), 3);
@@ -679,20 +694,18 @@ fn tampered_keygen_messages_end_the_run_and_blame_only_the_sender() {
             continue;
         }
         tampered_any += 1;
-        println!(
-            "keygen message {nth} from P2 to P1 tampered: {}",
-            judge(&net, from, to)
-        );
+        let verdict = judge(&net, from, to);
+        println!("keygen message {nth} from P2 to P1 tampered: {verdict}");
+        assert_ne!(verdict, "NOT DETECTED", "keygen message {nth} accepted");
     }
     assert!(tampered_any >= 3, "keygen has several rounds");
 }
 
 /// The messages of a signing or presigning run from `from` to `to`, each tampered at its last and
-/// at its first value. Every tampering must end the receiver's run blaming nobody but the sender,
-/// with one known exception in cggmp24 0.7.0-alpha.3 (see
-/// `cggmp24_enc_proofs_fail_only_if_both_fail`): the round-1b message (message 1) carries the
-/// Π_enc-elg proofs ψ⁰ (for `K_j`) and ψ¹ (for `G_j`), and cggmp24 rejects it only if both are
-/// invalid; its first value is in ψ⁰, its last in ψ¹.
+/// at its first value. Every tampering must end the receiver's run blaming nobody but the sender.
+/// (Message 1, round 1b, carries the Π_enc-elg proofs ψ⁰ for `K_j` and ψ¹ for `G_j`: its first
+/// value is in ψ⁰, its last in ψ¹; upstream cggmp24 missed either alone, see
+/// `an_invalid_enc_proof_alone_ends_presigning_naming_the_sender`.)
 fn tamper_signing_run<S: Session>(
     make: impl Fn() -> Vec<S>,
     from: ParticipantId,
@@ -713,12 +726,10 @@ where
             tampered_any += 1;
             let verdict = judge(&net, from, to);
             println!("{label} message {nth} from {from:?} to {to:?} tampered (from_end {from_end}): {verdict}");
-            if verdict == "NOT DETECTED" {
-                assert!(
-                    nth == 1,
-                    "only cggmp24's unchecked round-1b proofs may pass"
-                );
-            }
+            assert_ne!(
+                verdict, "NOT DETECTED",
+                "{label} message {nth} (from_end {from_end}) was tampered and accepted"
+            );
         }
     }
     tampered_any
@@ -738,15 +749,13 @@ fn tampered_presign_messages_end_the_run_and_blame_only_the_sender() {
     assert!(n >= 8, "presigning has five messages per pair");
 }
 
-/// A flaw in cggmp24 0.7.0-alpha.3 (signing.rs, "Verify psi0, psi1 proofs"): the check is
-/// `verify(psi0).err()?; verify(psi1).err()` inside a closure that returns `Some` for a faulty
-/// party. If ψ⁰ is valid, `?` returns `None` (ψ¹ is never checked); if ψ⁰ is invalid, the error
-/// is dropped and the party counts as faulty only if ψ¹ fails too. So a signer whose ψ⁰ (the
-/// range proof for `K_j`, the ciphertext of its nonce share) is invalid is accepted as long as
-/// ψ¹ is valid. This test pins the behaviour; when cggmp24 fixes it, it fails, and the exception
-/// in `tamper_signing_run` and the note in docs/security.md must go.
+/// A flaw in upstream cggmp24 0.7.0-alpha.3 (signing.rs, "Verify psi0, psi1 proofs"), fixed in
+/// our patched copy (third_party/README.md): the check was `verify(psi0).err()?;
+/// verify(psi1).err()` inside a closure that returns `Some` for a faulty party, so a party was
+/// blamed only if both proofs were invalid. A signer could send its nonce ciphertext `K_j` with
+/// an invalid range proof. Failed before the patch (the first two cases were accepted).
 #[test]
-fn cggmp24_enc_proofs_fail_only_if_both_fail() {
+fn an_invalid_enc_proof_alone_ends_presigning_naming_the_sender() {
     let keys = keys::<Secp256k1>(3, 2, 55);
     let signers = ids(&[1, 2]);
     fn round1b(b: &[u8]) -> bool {
@@ -756,48 +765,33 @@ fn cggmp24_enc_proofs_fail_only_if_both_fail() {
                 .is_some_and(|x| x.starts_with(b"{\"Round1b\""))
         })
     }
-    // ψ¹ only, ψ⁰ only: accepted; both: refused, naming the sender.
+    // ψ¹ only, ψ⁰ only, both: each refused, naming the sender.
     type Tamper = fn(&[u8]) -> Option<Vec<u8>>;
-    let cases: [(Tamper, bool); 3] = [
-        (
-            |b| {
-                round1b(b)
-                    .then(|| tamper_leaf::<sessions::SignMsg<Secp256k1>>(b, true))
-                    .flatten()
-            },
-            true,
-        ),
-        (
-            |b| {
-                round1b(b)
-                    .then(|| tamper_leaf::<sessions::SignMsg<Secp256k1>>(b, false))
-                    .flatten()
-            },
-            true,
-        ),
-        (
-            |b| {
-                let once = round1b(b)
-                    .then(|| tamper_leaf::<sessions::SignMsg<Secp256k1>>(b, true))
-                    .flatten()?;
-                tamper_leaf::<sessions::SignMsg<Secp256k1>>(&once, false)
-            },
-            false,
-        ),
+    let cases: [Tamper; 3] = [
+        |b| {
+            round1b(b)
+                .then(|| tamper_leaf::<sessions::SignMsg<Secp256k1>>(b, true))
+                .flatten()
+        },
+        |b| {
+            round1b(b)
+                .then(|| tamper_leaf::<sessions::SignMsg<Secp256k1>>(b, false))
+                .flatten()
+        },
+        |b| {
+            let once = round1b(b)
+                .then(|| tamper_leaf::<sessions::SignMsg<Secp256k1>>(b, true))
+                .flatten()?;
+            tamper_leaf::<sessions::SignMsg<Secp256k1>>(&once, false)
+        },
     ];
-    for (i, (f, passes)) in cases.into_iter().enumerate() {
+    for (i, f) in cases.into_iter().enumerate() {
         let (net, tampered) = run_with(presign_sessions(&keys, &signers, 55), p(2), p(1), 1, f);
         assert!(tampered);
         let r = &net.results[&p(1)];
         println!("case {i}: {:?}", r.as_ref().err());
-        assert_eq!(
-            r.is_ok(),
-            passes,
-            "case {i}: cggmp24's psi0/psi1 check changed"
-        );
-        if let Err(f) = r {
-            assert_eq!(f.culprits, ids(&[2]));
-        }
+        let f = r.as_ref().expect_err("a tampered enc proof was accepted");
+        assert_eq!(f.culprits, ids(&[2]), "case {i}");
     }
 }
 
@@ -1109,10 +1103,9 @@ fn aux_sessions(run: u64) -> Vec<EcdsaAux> {
 
 /// Tampered aux info messages (the round-2 decommitment with the ring-Pedersen parameters and
 /// Π_prm, and the round-3 Π_mod/Π_fac proofs): the receiver's run ends, blaming only the sender.
-/// About a minute of CPU per run, so ignored by default:
-/// `cargo test -p keyshard-core --lib ecdsa::tests::tampered_aux -- --ignored --nocapture`.
+/// About a minute of CPU per run (two runs): the slowest tests of the workspace, kept in the
+/// default run because aux info is where Paillier keys are proven sound (BitForge).
 #[test]
-#[ignore = "about 2 minutes of CPU: run with --ignored"]
 fn tampered_aux_messages_end_the_run_and_blame_only_the_sender() {
     let (from, to) = (p(2), p(1));
     for (nth, from_end) in [(3, true), (2, false)] {

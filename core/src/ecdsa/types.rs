@@ -3,7 +3,7 @@
 use core::fmt;
 
 use cggmp24::generic_ec::coords::AlwaysHasAffineX;
-use cggmp24::generic_ec::{NonZero, Point};
+use cggmp24::generic_ec::{NonZero, Point, Scalar};
 use cggmp24::key_share::AuxInfo;
 use cggmp24::signing::PresignaturePublicData;
 use cggmp24::{IncompleteKeyShare, KeyShare, PregeneratedPrimes, Presignature};
@@ -335,10 +335,21 @@ pub struct EcdsaSignature {
     pub r: [u8; 32],
     /// `s`, big-endian, `s <= n/2`.
     pub s: [u8; 32],
+    /// The recovery id: 0 or 1, the parity of the nonce point's y coordinate (for the low-S
+    /// `s` above), with which a verifier recovers the public key from `(r, s)` and the message
+    /// hash (Ethereum's `v` is `27 + id`). `None` only if the nonce point's x coordinate was not
+    /// below the group order (probability about 2^-128), where ids 2 and 3 would be needed.
+    pub recovery_id: Option<u8>,
 }
 
 impl EcdsaSignature {
-    pub(crate) fn from_cggmp<E: EcdsaCurve>(sig: &cggmp24::Signature<E>) -> Option<Self>
+    /// From cggmp24's signature over the hash scalar `z` under `public_key`: low-S normalised,
+    /// with the recovery id computed (by recovering the key and comparing).
+    pub(crate) fn from_cggmp<E: EcdsaCurve>(
+        sig: &cggmp24::Signature<E>,
+        public_key: &Point<E>,
+        z: &Scalar<E>,
+    ) -> Option<Self>
     where
         NonZero<Point<E>>: AlwaysHasAffineX<E>,
     {
@@ -349,7 +360,18 @@ impl EcdsaSignature {
             scheme: E::SCHEME,
             r,
             s,
+            recovery_id: recovery_id(&sig.r, &sig.s, z, public_key),
         })
+    }
+
+    /// The 65-byte `r || s || v` encoding with `v` the recovery id (0 or 1), as secp256k1
+    /// key-recovering verifiers take it; `None` without a recovery id.
+    pub fn to_recoverable(&self) -> Option<[u8; 65]> {
+        let v = self.recovery_id?;
+        let mut out = [0u8; 65];
+        out[..64].copy_from_slice(&self.to_compact());
+        out[64] = v;
+        Some(out)
     }
 
     /// The 64-byte `r || s` encoding.
@@ -384,6 +406,29 @@ impl EcdsaSignature {
         out.extend_from_slice(&s);
         out
     }
+}
+
+/// The `v` in {0, 1} for which the point `R` with x = `r` and y parity `v` satisfies
+/// `Q = r⁻¹ (s·R − z·G)`, i.e. with which a verifier recovers `public_key`.
+fn recovery_id<E: EcdsaCurve>(
+    r: &NonZero<Scalar<E>>,
+    s: &NonZero<Scalar<E>>,
+    z: &Scalar<E>,
+    public_key: &Point<E>,
+) -> Option<u8>
+where
+    NonZero<Point<E>>: AlwaysHasAffineX<E>,
+{
+    let r_inv = r.invert();
+    let x = r.to_be_bytes();
+    (0u8..2).find(|v| {
+        let mut compressed = Vec::with_capacity(1 + x.len());
+        compressed.push(0x02 + v);
+        compressed.extend_from_slice(x.as_ref());
+        Point::<E>::from_bytes(&compressed).is_ok_and(|big_r| {
+            (big_r * s.as_ref() - Point::generator() * z) * r_inv.as_ref() == *public_key
+        })
+    })
 }
 
 impl Recordable for EcdsaSignature {

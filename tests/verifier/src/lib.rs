@@ -231,6 +231,22 @@ pub fn ecdsa_secp256k1(
     key.verify(message, &sig).map_err(|_| VerifyError::Mismatch)
 }
 
+/// The public key (SEC1 compressed) that k256's ECDSA key recovery finds for `message` (SHA-256)
+/// and a 65-byte `r || s || v` signature, `v` in {0, 1}: what Ethereum-style verifiers do.
+pub fn ecdsa_secp256k1_recover(
+    message: &[u8],
+    signature: &[u8; 65],
+) -> Result<Vec<u8>, VerifyError> {
+    use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};
+    let sig = Signature::from_slice(&signature[..64])
+        .map_err(|e| VerifyError::BadSignature(e.to_string()))?;
+    let id = RecoveryId::from_byte(signature[64])
+        .ok_or_else(|| VerifyError::BadSignature("recovery id is not 0..3".into()))?;
+    let key =
+        VerifyingKey::recover_from_msg(message, &sig, id).map_err(|_| VerifyError::Mismatch)?;
+    Ok(key.to_encoded_point(true).as_bytes().to_vec())
+}
+
 /// [`ecdsa_secp256k1`] for a signature over a 32-byte prehash instead of a message.
 pub fn ecdsa_secp256k1_prehash(
     public_key: &[u8],
