@@ -47,6 +47,7 @@ pub mod fixtures;
 pub mod mpc;
 pub mod online;
 pub mod pool;
+pub mod primes;
 pub mod reshare;
 pub mod sessions;
 mod types;
