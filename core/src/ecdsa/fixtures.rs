@@ -100,9 +100,5 @@ where
         .collect();
     let sig = cggmp24::PartialSignature::combine(&partials, &first.public, m)?;
     sig.verify(&first.public_key, &m).ok()?;
-    super::EcdsaSignature::from_cggmp(
-        &sig,
-        &first.public_key,
-        &cggmp24::signing::AnyDataToSign::to_scalar(&m),
-    )
+    super::EcdsaSignature::from_cggmp(&sig, super::types::Recovery::Skip)
 }

@@ -16,7 +16,7 @@ use cggmp24::signing::PresignaturePublicData;
 use cggmp24::{DataToSign, PartialSignature};
 use sha2::{Digest, Sha256};
 
-use super::types::{EcdsaPresignature, EcdsaSignature};
+use super::types::{EcdsaPresignature, EcdsaSignature, Recovery};
 use super::EcdsaCurve;
 use crate::frost::dkg::expect_fields;
 use crate::frost::ConfigError;
@@ -219,12 +219,13 @@ where
         let r = public.Gamma.x().to_scalar();
         let sum: Scalar<E> = partials.iter().map(|(_, s)| &s.sigma).sum();
         let sig = match (NonZero::from_scalar(r), NonZero::from_scalar(sum)) {
-            (Some(r), Some(s)) => Some(cggmp24::Signature::from_raw_parts(r, s).normalize_s()),
+            (Some(r), Some(s)) => Some(cggmp24::Signature::from_raw_parts(r, s)),
             _ => None,
         };
         if let Some(sig) = sig.filter(|s| s.verify(&public_key, &self.message).is_ok()) {
-            let z = cggmp24::signing::AnyDataToSign::to_scalar(&self.message);
-            if let Some(sig) = EcdsaSignature::from_cggmp(&sig, &public_key, &z) {
+            let nonce_point: Point<E> = *public.Gamma;
+            if let Some(sig) = EcdsaSignature::from_cggmp(&sig, Recovery::NoncePoint(&nonce_point))
+            {
                 self.outputs.push_back(SessionOutput::Done(Ok(sig)));
                 return;
             }

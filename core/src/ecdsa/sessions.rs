@@ -9,7 +9,8 @@ use round_based::state_machine::wrap_protocol;
 
 use super::mpc::{LibError, Machine, MpcSession};
 use super::types::{
-    EcdsaAuxOutput, EcdsaKey, EcdsaKeygenOutput, EcdsaPresignature, EcdsaSignature, SafePrimes,
+    EcdsaAuxOutput, EcdsaKey, EcdsaKeygenOutput, EcdsaPresignature, EcdsaSignature, Recovery,
+    SafePrimes,
 };
 use super::{execution_id, EcdsaCurve, Hash, Level};
 use crate::frost::ConfigError;
@@ -302,8 +303,10 @@ where
                     .map_err(|_| LibError::msg("the combined signature does not verify"))?;
                 EcdsaSignature::from_cggmp(
                     &sig,
-                    &share.core.shared_public_key,
-                    &cggmp24::signing::AnyDataToSign::to_scalar(&data),
+                    Recovery::Search {
+                        public_key: &share.core.shared_public_key,
+                        z: &cggmp24::signing::AnyDataToSign::to_scalar(&data),
+                    },
                 )
                 .ok_or_else(|| LibError::msg("signature scalars are not 32 bytes"))
             }));

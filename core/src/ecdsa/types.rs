@@ -343,24 +343,38 @@ pub struct EcdsaSignature {
 }
 
 impl EcdsaSignature {
-    /// From cggmp24's signature over the hash scalar `z` under `public_key`: low-S normalised,
-    /// with the recovery id computed (by recovering the key and comparing).
+    /// From cggmp24's signature (either sign of `s`), low-S normalised, with the recovery id
+    /// found as `recovery` says.
     pub(crate) fn from_cggmp<E: EcdsaCurve>(
         sig: &cggmp24::Signature<E>,
-        public_key: &Point<E>,
-        z: &Scalar<E>,
+        recovery: Recovery<'_, E>,
     ) -> Option<Self>
     where
         NonZero<Point<E>>: AlwaysHasAffineX<E>,
     {
-        let sig = sig.normalize_s();
-        let r: [u8; 32] = sig.r.to_be_bytes().as_ref().try_into().ok()?;
-        let s: [u8; 32] = sig.s.to_be_bytes().as_ref().try_into().ok()?;
+        let normalized = sig.normalize_s();
+        let r: [u8; 32] = normalized.r.to_be_bytes().as_ref().try_into().ok()?;
+        let s: [u8; 32] = normalized.s.to_be_bytes().as_ref().try_into().ok()?;
+        let recovery_id = match recovery {
+            Recovery::NoncePoint(big_r) => {
+                // v is the parity of R's y, flipped when normalising negated s (which turns the
+                // signature into the one for -R); R's x must be r itself (no reduction).
+                let enc = big_r.to_bytes(true);
+                let enc = enc.as_ref();
+                let negated = normalized.s != sig.s;
+                (enc.len() == 33 && enc[1..] == r)
+                    .then(|| u8::from(enc[0] == 0x03) ^ u8::from(negated))
+            }
+            Recovery::Search { public_key, z } => {
+                recovery_id(&normalized.r, &normalized.s, z, public_key)
+            }
+            Recovery::Skip => None,
+        };
         Some(EcdsaSignature {
             scheme: E::SCHEME,
             r,
             s,
-            recovery_id: recovery_id(&sig.r, &sig.s, z, public_key),
+            recovery_id,
         })
     }
 
@@ -406,6 +420,24 @@ impl EcdsaSignature {
         out.extend_from_slice(&s);
         out
     }
+}
+
+/// How [`EcdsaSignature::from_cggmp`] finds the recovery id.
+pub(crate) enum Recovery<'a, E: EcdsaCurve>
+where
+    NonZero<Point<E>>: AlwaysHasAffineX<E>,
+{
+    /// From the nonce point `R` (whose x is `r`): free.
+    NoncePoint(&'a Point<E>),
+    /// By recovering the key for both parities and comparing (five scalar multiplications),
+    /// when `R` is not known (cggmp24's interactive signing returns only `(r, s)`).
+    Search {
+        public_key: &'a Point<E>,
+        z: &'a Scalar<E>,
+    },
+    /// None (the bare benchmark baseline).
+    #[cfg(feature = "test-fixtures")]
+    Skip,
 }
 
 /// The `v` in {0, 1} for which the point `R` with x = `r` and y parity `v` satisfies
