@@ -109,7 +109,9 @@ where
     let signing_share =
         SigningShare::<Frost<E>>::deserialize(&x).map_err(|_| invalid("secret share"))?;
     let id = me.to_frost::<Frost<E>>();
-    let verifying_share = verifying_shares[&id];
+    let verifying_share = *verifying_shares
+        .get(&id)
+        .ok_or_else(|| invalid("this participant has no public share"))?;
     let kp = KeyPackage::new(
         id,
         signing_share,
