@@ -28,7 +28,9 @@ use criterion::{criterion_group, BenchmarkId, Criterion};
 use frost_core::keys::dkg;
 use frost_core::keys::{KeyPackage, PublicKeyPackage};
 use frost_core::{Ciphersuite, Identifier, SigningPackage};
-use keyshard_core::frost::{vss, DkgConfig, FrostDkg, FrostSign, SignConfig, SignOutput};
+use keyshard_core::frost::{
+    vss, CommitmentWire, DkgConfig, FrostDkg, FrostSign, SignConfig, SignOutput,
+};
 use keyshard_core::ids::ParticipantId;
 use keyshard_core::rng::Seed;
 use keyshard_core::scheme::FrostScheme;
@@ -174,7 +176,7 @@ fn bare_sign_wire<C: Ciphersuite>(
     frost_core::aggregate(&package, &shares, pkp).expect("aggregate");
 }
 
-fn session_sign<C: Ciphersuite>(
+fn session_sign<C: CommitmentWire>(
     kps: &BTreeMap<ParticipantId, KeyPackage<C>>,
     pkp: &PublicKeyPackage<C>,
     t: u16,

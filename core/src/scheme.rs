@@ -3,8 +3,6 @@
 use core::fmt;
 use core::str::FromStr;
 
-use frost_core::Ciphersuite;
-
 /// A signature scheme a key can be created for. The names are part of the wire protocol and the
 /// config format: never rename one.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -85,7 +83,7 @@ impl FromStr for Scheme {
 }
 
 /// Ties a FROST ciphersuite type to its [`Scheme`].
-pub trait FrostScheme: Ciphersuite {
+pub trait FrostScheme: crate::frost::CommitmentWire {
     /// The scheme this ciphersuite implements.
     const SCHEME: Scheme;
 }

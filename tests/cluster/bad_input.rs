@@ -124,8 +124,9 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
             err.message()
         );
     }
-    // Threshold above the member count (no participants named: every member): the core's
-    // answer, UNAVAILABLE (`NotEnoughParticipants`) with both numbers.
+    // Threshold above the member count (no participants named: every member): a client error
+    // that no retry fixes, INVALID_ARGUMENT with both numbers (it used to be UNAVAILABLE, which
+    // tells a client to retry).
     let err = app
         .create_key(create(&|r| {
             r.threshold = 5;
@@ -134,10 +135,10 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
         .await
         .unwrap_err();
     println!("threshold > members: {:?}: {}", err.code(), err.message());
-    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
-    assert!(
-        err.message()
-            .contains("not enough healthy participants: 5 needed, 4 available"),
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(
+        err.message(),
+        "threshold 5 exceeds the 4 cluster members",
         "{err:?}"
     );
     let sign = |messages: Vec<Vec<u8>>, rid: &str| pb::SignRequest {

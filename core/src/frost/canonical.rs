@@ -7,13 +7,14 @@
 //!
 //! The two signing messages whose cost is dominated by group elements (a signer's
 //! `SigningCommitments` and the coordinator's `SigningPackage`) go through [`SigningCodec`]
-//! instead: an exact parser of frost-core 3.0.0's layout that accepts precisely the bytes
-//! [`decode`] accepts (tested against it on every suite, with mutations), without re-encoding
-//! elements. Re-encoding an element costs a field inversion (SEC1 affine conversion, Edwards
-//! compression), as much as decoding it again; it is not needed because every suite's element
-//! decoder accepts exactly one encoding per element (`element_decoders_are_canonical`), so all the
-//! freedom a non-canonical encoding could use lies in the layout, which the parser fixes byte for
-//! byte.
+//! instead: an exact parser of frost-core 3.0.0's layout, with each commitment element in the
+//! suite's wire encoding ([`super::wire`]). With frost's own element encoding it accepts precisely
+//! the bytes [`decode`] accepts (tested against it on every suite, with mutations), without
+//! re-encoding elements. Re-encoding an element costs a field inversion (SEC1 affine conversion,
+//! Edwards compression), as much as decoding it again; it is not needed because every element
+//! decoder accepts exactly one encoding per wire value (`element_decoders_are_canonical`,
+//! `wire::tests`), so all the freedom a non-canonical encoding could use lies in the layout, which
+//! the parser fixes byte for byte.
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
@@ -23,6 +24,7 @@ use frost_core::round1::{NonceCommitment, SigningCommitments};
 use frost_core::round2::SignatureShare;
 use frost_core::{Ciphersuite, Field, Group, Identifier, Signature, SigningPackage, VerifyingKey};
 
+use super::wire::CommitmentWire;
 use crate::session::Rejection;
 
 /// A frost value with a byte encoding.
@@ -116,7 +118,8 @@ pub const HEADER_LEN: usize = 5;
 const MAX_VARINT_LEN: usize = 10;
 
 /// Exact decoding and direct encoding of the signing session's frost messages, in frost-core
-/// 3.0.0's postcard layout:
+/// 3.0.0's postcard layout with each commitment element in the suite's wire encoding
+/// ([`CommitmentWire`]; frost's own encoding except Ed25519's, see [`super::wire`]):
 ///
 /// ```text
 /// SigningCommitments = header(5) | hiding element | binding element
@@ -125,13 +128,25 @@ const MAX_VARINT_LEN: usize = 10;
 /// ```
 ///
 /// Identifiers strictly increase (the order of frost's `BTreeMap`), varints are minimal, nothing
-/// follows the message. Learned once per session from an encoding this party produced itself.
+/// follows the message.
 #[derive(Clone, Debug)]
 pub struct SigningCodec<C: Ciphersuite> {
     header: [u8; HEADER_LEN],
     element_len: usize,
     scalar_len: usize,
+    elements: ElementEncoding,
     _suite: PhantomData<C>,
+}
+
+/// How the codec reads commitment elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ElementEncoding {
+    /// The suite's wire encoding: what keyshard nodes send each other.
+    Wire,
+    /// frost's own serialization, so that the layout tests can compare with frost's decoder
+    /// on every suite (for all but Ed25519 it is the wire encoding).
+    #[cfg(test)]
+    Frost,
 }
 
 /// A structurally valid signing package: identifiers decoded and in order, commitments not yet
@@ -145,18 +160,18 @@ pub struct PackageParts<'a, C: Ciphersuite> {
     pub message: &'a [u8],
 }
 
-impl<C: Ciphersuite> SigningCodec<C> {
-    /// The layout of `encoded`, a canonical `SigningCommitments` encoding this party produced.
-    pub fn from_commitments(encoded: &[u8]) -> Result<Self, String> {
-        let elements = encoded.len().saturating_sub(HEADER_LEN);
-        let header: [u8; HEADER_LEN] = encoded
+impl<C: CommitmentWire> SigningCodec<C> {
+    /// The layout of this suite's signing messages. The header is learned from frost's encoding
+    /// of an empty signing package (no element to encode, so no field inversion).
+    pub fn new() -> Result<Self, String> {
+        let empty = encode(&SigningPackage::<C>::new(BTreeMap::new(), &[]))?;
+        let header: [u8; HEADER_LEN] = empty
             .get(..HEADER_LEN)
             .and_then(|h| h.try_into().ok())
-            .filter(|_| elements > 0 && elements.is_multiple_of(2))
             .ok_or_else(|| {
                 format!(
-                    "a {}-byte signing commitment does not have frost-core 3.0.0's layout",
-                    encoded.len()
+                    "a {}-byte empty signing package does not have frost-core 3.0.0's layout",
+                    empty.len()
                 )
             })?;
         let one = <<C::Group as Group>::Field as Field>::one();
@@ -165,17 +180,20 @@ impl<C: Ciphersuite> SigningCodec<C> {
             .len();
         Ok(SigningCodec {
             header,
-            element_len: elements / 2,
+            element_len: C::ELEMENT_LEN,
             scalar_len,
+            elements: ElementEncoding::Wire,
             _suite: PhantomData,
         })
     }
 
-    /// The layout, learned by encoding commitments to the generator (for a party that has no
-    /// commitments of its own: a coordinator that does not sign).
-    pub fn from_generator() -> Result<Self, String> {
-        let g = NonceCommitment::<C>::new(<C::Group as Group>::generator());
-        Self::from_commitments(&encode(&SigningCommitments::new(g, g))?)
+    /// The same layout with frost's own element encoding (layout tests against frost's decoder).
+    #[cfg(test)]
+    pub(crate) fn frost_encoded() -> Result<Self, String> {
+        Ok(SigningCodec {
+            elements: ElementEncoding::Frost,
+            ..Self::new()?
+        })
     }
 
     /// The exact size of one encoded `SigningCommitments`.
@@ -183,8 +201,34 @@ impl<C: Ciphersuite> SigningCodec<C> {
         HEADER_LEN + 2 * self.element_len
     }
 
+    /// The `SigningCommitments` encoding of this signer's own commitment elements, already in
+    /// the suite's wire encoding ([`CommitmentWire::commit`]).
+    pub fn encode_commitments(&self, elements: &[Vec<u8>; 2]) -> Result<Vec<u8>, String> {
+        let mut out = Vec::with_capacity(self.commitments_len());
+        out.extend_from_slice(&self.header);
+        for element in elements {
+            if element.len() != self.element_len {
+                return Err(format!(
+                    "a {}-byte commitment element; the layout has {}",
+                    element.len(),
+                    self.element_len
+                ));
+            }
+            out.extend_from_slice(element);
+        }
+        Ok(out)
+    }
+
+    fn decode_element(&self, bytes: &[u8]) -> Option<NonceCommitment<C>> {
+        match self.elements {
+            ElementEncoding::Wire => C::element_from_wire(bytes),
+            #[cfg(test)]
+            ElementEncoding::Frost => NonceCommitment::deserialize(bytes).ok(),
+        }
+    }
+
     /// Decodes one signer's commitments: exact size first, then the header byte for byte, then
-    /// both elements with the suite's (canonical, validating) element decoder.
+    /// both elements with the suite's (canonical, validating) wire decoder.
     pub fn decode_commitments(
         &self,
         bytes: &[u8],
@@ -202,16 +246,19 @@ impl<C: Ciphersuite> SigningCodec<C> {
             return Err(Rejection::Malformed { field });
         }
         let (hiding, binding) = elements.split_at(self.element_len);
-        let hiding =
-            NonceCommitment::deserialize(hiding).map_err(|_| Rejection::Malformed { field })?;
-        let binding =
-            NonceCommitment::deserialize(binding).map_err(|_| Rejection::Malformed { field })?;
+        let hiding = self
+            .decode_element(hiding)
+            .ok_or(Rejection::Malformed { field })?;
+        let binding = self
+            .decode_element(binding)
+            .ok_or(Rejection::Malformed { field })?;
         Ok(SigningCommitments::new(hiding, binding))
     }
 
-    /// The canonical `SigningPackage` encoding of `entries` (each signer's encoded commitments,
-    /// as accepted by [`Self::decode_commitments`] or produced by frost) and `message`: the bytes
-    /// frost's `serialize` gives for the same package, without re-encoding a single element.
+    /// The `SigningPackage` encoding of `entries` (each signer's encoded commitments, as accepted
+    /// by [`Self::decode_commitments`] or produced by [`Self::encode_commitments`]) and
+    /// `message`, without re-encoding a single element. With frost's element encoding these are
+    /// exactly the bytes frost's `serialize` gives for the same package.
     pub fn encode_package(
         &self,
         entries: &BTreeMap<Identifier<C>, &[u8]>,
@@ -381,12 +428,14 @@ mod signing_codec_tests {
             .collect()
     }
 
-    fn codec<C: Ciphersuite>() -> SigningCodec<C> {
-        SigningCodec::from_generator().unwrap()
+    /// The codec with frost's element encoding: these tests compare the layout with frost's
+    /// own decoder (the Ed25519 wire encoding is tested in `wire`).
+    fn codec<C: CommitmentWire>() -> SigningCodec<C> {
+        SigningCodec::frost_encoded().unwrap()
     }
 
     /// The fast path's verdict on a signing package: parse, then decode every commitment.
-    fn fast_package<C: Ciphersuite>(
+    fn fast_package<C: CommitmentWire>(
         codec: &SigningCodec<C>,
         bytes: &[u8],
     ) -> Result<SigningPackage<C>, Rejection> {
@@ -421,7 +470,10 @@ mod signing_codec_tests {
 
     /// Layout-aware mutations of a package with at least two signers: entries swapped,
     /// duplicated, dropped without fixing the count, counts off by one, over-long varints.
-    fn structural_mutations<C: Ciphersuite>(codec: &SigningCodec<C>, bytes: &[u8]) -> Vec<Vec<u8>> {
+    fn structural_mutations<C: CommitmentWire>(
+        codec: &SigningCodec<C>,
+        bytes: &[u8],
+    ) -> Vec<Vec<u8>> {
         let entry = codec.scalar_len + codec.commitments_len();
         let (head, rest) = bytes.split_at(HEADER_LEN);
         let (count, body) = take_varint(rest).unwrap();
@@ -470,7 +522,7 @@ mod signing_codec_tests {
         ]
     }
 
-    fn codec_matches_generic_decode<C: Ciphersuite>() {
+    fn codec_matches_generic_decode<C: CommitmentWire>() {
         let codec = codec::<C>();
         let mut rng = rng(7);
         let mut accepted_mutants = 0;
@@ -514,7 +566,7 @@ mod signing_codec_tests {
         for_each_suite!(codec_matches_generic_decode);
     }
 
-    fn codec_encodes_like_frost<C: Ciphersuite>() {
+    fn codec_encodes_like_frost<C: CommitmentWire>() {
         let codec = codec::<C>();
         let mut rng = rng(8);
         // 130 signers and a 16 KiB message take the varints past one byte.
@@ -541,7 +593,7 @@ mod signing_codec_tests {
     }
 
     /// Random element-sized bytes: whatever the suite's decoder accepts re-encodes to itself.
-    fn random_elements_round_trip<C: Ciphersuite>() {
+    fn random_elements_round_trip<C: CommitmentWire>() {
         let codec = codec::<C>();
         let mut rng = rng(9);
         let mut accepted = 0;
@@ -561,7 +613,7 @@ mod signing_codec_tests {
 
     /// A SEC1 x-coordinate given as x + p (still below 2^256) is refused: `sec1_p` is the field
     /// modulus, big-endian.
-    fn sec1_x_beyond_p_is_refused<C: Ciphersuite>(sec1_p: [u8; 32]) {
+    fn sec1_x_beyond_p_is_refused<C: CommitmentWire>(sec1_p: [u8; 32]) {
         let x = (1u8..=255)
             .find(|x| {
                 let mut b = [0u8; 33];

@@ -22,6 +22,7 @@ pub mod canonical;
 pub mod dkg;
 pub mod sign;
 pub mod vss;
+pub mod wire;
 
 #[cfg(test)]
 pub(crate) mod testkit;
@@ -30,6 +31,7 @@ pub(crate) mod tests;
 
 pub use dkg::{DkgConfig, DkgOutput, FrostDkg};
 pub use sign::{FrostSign, SignConfig, SignOutput, SingleUseNonces};
+pub use wire::CommitmentWire;
 
 use std::collections::BTreeSet;
 use std::fmt;

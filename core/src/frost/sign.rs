@@ -14,14 +14,15 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 
 use frost_core::keys::{KeyPackage, PublicKeyPackage};
-use frost_core::round1::{self, SigningCommitments, SigningNonces};
+use frost_core::round1::{SigningCommitments, SigningNonces};
 use frost_core::round2::{self, SignatureShare};
 use frost_core::{
     aggregate_custom, CheaterDetection, Ciphersuite, Error, Field, Group, Identifier, Signature,
     SigningPackage,
 };
 
-use super::canonical::{self, decode, SigningCodec};
+use super::canonical::{decode, SigningCodec};
+use super::wire::CommitmentWire;
 use super::{failure_from_frost, ConfigError};
 use crate::ids::ParticipantId;
 use crate::rng::{CoreRng, Seed};
@@ -93,16 +94,33 @@ pub struct SingleUseNonces<C: Ciphersuite> {
 }
 
 impl<C: Ciphersuite> SingleUseNonces<C> {
-    /// Draws one nonce pair per message and returns the public commitments to send.
-    pub fn generate(
+    /// Draws one nonce pair per message and returns the public commitments with their
+    /// encodings, as this signer sends them.
+    pub(crate) fn generate(
         key_package: &KeyPackage<C>,
         count: usize,
+        codec: &SigningCodec<C>,
         rng: &mut CoreRng,
-    ) -> (Self, Vec<SigningCommitments<C>>) {
-        let (nonces, commitments) = (0..count)
-            .map(|_| round1::commit(key_package.signing_share(), rng))
-            .unzip();
-        (SingleUseNonces { nonces }, commitments)
+    ) -> Result<(Self, Commitments<C>), String>
+    where
+        C: CommitmentWire,
+    {
+        let mut nonces = Vec::with_capacity(count);
+        let mut commitments = Vec::with_capacity(count);
+        let mut encoded = Vec::with_capacity(count);
+        for _ in 0..count {
+            let (n, wire) = C::commit(key_package.signing_share(), rng)?;
+            commitments.push(*n.commitments());
+            encoded.push(codec.encode_commitments(&wire)?);
+            nonces.push(n);
+        }
+        Ok((
+            SingleUseNonces { nonces },
+            Commitments {
+                values: commitments,
+                encoded,
+            },
+        ))
     }
 
     /// Signs each package with its nonces, consuming them whatever the outcome.
@@ -140,7 +158,7 @@ struct SignerPart<C: Ciphersuite> {
 
 /// One signer's commitments as the coordinator accepted them: the values, and their canonical
 /// encodings (forwarded as they are in the signing packages).
-struct Commitments<C: Ciphersuite> {
+pub(crate) struct Commitments<C: Ciphersuite> {
     values: Vec<SigningCommitments<C>>,
     encoded: Vec<Vec<u8>>,
 }
@@ -163,7 +181,7 @@ enum Phase {
 }
 
 /// One participant's run of FROST signing (as signer, coordinator, or both).
-pub struct FrostSign<C: Ciphersuite> {
+pub struct FrostSign<C: CommitmentWire> {
     me: ParticipantId,
     coordinator: ParticipantId,
     signers: BTreeSet<ParticipantId>,
@@ -181,7 +199,7 @@ pub struct FrostSign<C: Ciphersuite> {
     outputs: VecDeque<SessionOutput<SignOutput<C>>>,
 }
 
-impl<C: Ciphersuite> FrostSign<C> {
+impl<C: CommitmentWire> FrostSign<C> {
     /// Starts a run. `key_package` is required if `me` signs, `public_key_package` if `me`
     /// coordinates. `seed` should be a child seed unique to this session: it draws the nonces.
     pub fn new(
@@ -226,6 +244,7 @@ impl<C: Ciphersuite> FrostSign<C> {
         }
 
         let mut rng = seed.rng();
+        let mut codec = SigningCodec::<C>::new();
         let signer = if is_signer {
             let kp = key_package.ok_or(ConfigError::MissingKeyMaterial("key package"))?;
             if *kp.identifier() != me.to_frost::<C>() {
@@ -233,32 +252,26 @@ impl<C: Ciphersuite> FrostSign<C> {
                     "key package belongs to another identifier",
                 ));
             }
-            let (nonces, own_commitments) =
-                SingleUseNonces::generate(&kp, messages.len(), &mut rng);
-            Some(SignerPart {
-                key_package: kp,
-                nonces: Some(nonces),
-                own_commitments,
-                own_encoded: Vec::new(),
-            })
+            // A signer encodes its commitments to send them (or, as coordinator, to forward
+            // them). A failure here ends the session at once, below.
+            let generated = match &codec {
+                Ok(codec) => SingleUseNonces::generate(&kp, messages.len(), codec, &mut rng),
+                Err(e) => Err(e.clone()),
+            };
+            match generated {
+                Ok((nonces, own)) => Some(SignerPart {
+                    key_package: kp,
+                    nonces: Some(nonces),
+                    own_commitments: own.values,
+                    own_encoded: own.encoded,
+                }),
+                Err(e) => {
+                    codec = Err(e);
+                    None
+                }
+            }
         } else {
             None
-        };
-        // A signer encodes its commitments anyway (to send them, or as coordinator to forward
-        // them); the encoding also gives the layout of everyone else's.
-        let own_encoded = signer.as_ref().map(|s| {
-            s.own_commitments
-                .iter()
-                .map(canonical::encode)
-                .collect::<Result<Vec<_>, _>>()
-        });
-        let codec = match &own_encoded {
-            Some(Ok(encoded)) => encoded
-                .first()
-                .ok_or_else(|| "no commitments".to_string())
-                .and_then(|e| SigningCodec::from_commitments(e)),
-            Some(Err(e)) => Err(e.clone()),
-            None => SigningCodec::from_generator(),
         };
         let coord = if me == coordinator {
             let pkp =
@@ -308,8 +321,8 @@ impl<C: Ciphersuite> FrostSign<C> {
             session.fail(FailureKind::Library(e), BTreeSet::new());
             return Ok(session);
         }
-        if let (Some(signer), Some(Ok(encoded))) = (&mut session.signer, own_encoded) {
-            signer.own_encoded.clone_from(&encoded);
+        if let Some(signer) = &session.signer {
+            let encoded = signer.own_encoded.clone();
             let values = signer.own_commitments.clone();
             if let Some(coord) = &mut session.coord {
                 coord
@@ -652,7 +665,7 @@ impl<C: Ciphersuite> FrostSign<C> {
     }
 }
 
-impl<C: Ciphersuite> Session for FrostSign<C> {
+impl<C: CommitmentWire> Session for FrostSign<C> {
     type Output = SignOutput<C>;
 
     fn handle_input(&mut self, input: SessionInput<'_>) {

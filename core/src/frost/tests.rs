@@ -42,7 +42,7 @@ pub(crate) fn verify_independently<C: FrostScheme>(
     }
 }
 
-pub(crate) fn dkg_sessions<C: Ciphersuite>(
+pub(crate) fn dkg_sessions<C: CommitmentWire>(
     ids: &BTreeSet<ParticipantId>,
     t: u16,
     seed: u64,
@@ -67,7 +67,7 @@ pub(crate) fn dkg_sessions<C: Ciphersuite>(
 }
 
 /// Runs a DKG to completion and returns each party's key package and the agreed public package.
-pub(crate) fn run_dkg<C: Ciphersuite>(
+pub(crate) fn run_dkg<C: CommitmentWire>(
     ids: &BTreeSet<ParticipantId>,
     t: u16,
     seed: u64,
@@ -97,7 +97,7 @@ pub(crate) fn run_dkg<C: Ciphersuite>(
     (kps, pkp, net.transcript())
 }
 
-pub(crate) fn sign_sessions<C: Ciphersuite>(
+pub(crate) fn sign_sessions<C: CommitmentWire>(
     kps: &BTreeMap<ParticipantId, KeyPackage<C>>,
     pkp: &PublicKeyPackage<C>,
     signers: &BTreeSet<ParticipantId>,
@@ -440,7 +440,7 @@ fn same_seed_same_transcript_other_seed_other_transcript() {
 // are byte-identical to a run without the attack.
 // ---------------------------------------------------------------------------------------------
 
-fn honest_sends_digest<C: Ciphersuite>(
+fn honest_sends_digest<C: CommitmentWire>(
     ids: &BTreeSet<ParticipantId>,
     t: u16,
     seed: u64,

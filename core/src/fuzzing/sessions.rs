@@ -478,7 +478,7 @@ pub fn sign_session(data: &[u8]) {
     by_suite!(cfg, sign(cfg, &mut c));
 }
 
-fn sign<C: Ciphersuite>(cfg: u8, c: &mut Cursor<'_>) {
+fn sign<C: crate::frost::CommitmentWire>(cfg: u8, c: &mut Cursor<'_>) {
     let (coordinator, signers, messages): (u16, &[u16], Vec<Vec<u8>>) = match (cfg >> 2) % 4 {
         0 => (1, &[1, 2], vec![b"m0".to_vec()]),
         1 => (1, &[1, 2, 3], vec![b"m0".to_vec(), b"m1".to_vec()]),

@@ -2347,14 +2347,20 @@ impl Node {
                         )),
                     );
                 }
+                // A threshold no participant set of this size can reach is the client's error,
+                // not a shortage of healthy nodes: nothing would make the request succeed later.
                 if usize::from(threshold) > n {
+                    let of = if chosen.is_empty() {
+                        "cluster members"
+                    } else {
+                        "chosen participants"
+                    };
                     return self.reply(
                         origin,
                         request_id,
-                        Err(RequestError::NotEnoughParticipants {
-                            needed: threshold,
-                            available: n as u16,
-                        }),
+                        Err(RequestError::BadRequest(format!(
+                            "threshold {threshold} exceeds the {n} {of}"
+                        ))),
                     );
                 }
                 let cmd = Replicated::Submit {
@@ -2408,13 +2414,17 @@ impl Node {
                     );
                 }
                 if usize::from(t) > n {
+                    let of = if new_members.is_some() {
+                        "new members"
+                    } else {
+                        "holders of the key"
+                    };
                     return self.reply(
                         origin,
                         request_id,
-                        Err(RequestError::NotEnoughParticipants {
-                            needed: t,
-                            available: n as u16,
-                        }),
+                        Err(RequestError::BadRequest(format!(
+                            "threshold {t} exceeds the {n} {of}"
+                        ))),
                     );
                 }
                 let cmd = Replicated::SubmitReshare {

@@ -1290,3 +1290,47 @@ fn oscillating_slowness_within_the_sustain_window_causes_no_transfer() {
     assert!(c.transfers().is_empty(), "{:?}", c.transfers());
     assert_eq!(c.leader(), Some(leader));
 }
+
+/// A threshold above the participant count is the client's mistake, answered as a bad request
+/// naming both numbers, not as a shortage of healthy nodes (which would invite retries); nothing
+/// is proposed. It used to answer `NotEnoughParticipants`.
+#[test]
+fn a_threshold_above_the_participants_is_a_bad_request() {
+    let mut c = Cluster::new(3, 12, |_| {});
+    assert!(c.run_until(30_000, |c| c.leader().is_some()));
+    let f = follower(&c);
+    assert_eq!(
+        create(&mut c, f, "r1", "k1", Scheme::FrostEd25519, 4),
+        Err(RequestError::BadRequest(
+            "threshold 4 exceeds the 3 cluster members".into()
+        ))
+    );
+    created_public_key(create(&mut c, f, "r2", "k2", Scheme::FrostEd25519, 2));
+    let three: BTreeSet<ParticipantId> = c.nodes.keys().copied().collect();
+    for (rid, threshold, members, expected) in [
+        (
+            "rs1",
+            Some(3),
+            Some(three.iter().copied().take(2).collect()),
+            "2 new members cannot meet threshold 3",
+        ),
+        (
+            "rs2",
+            Some(4),
+            None,
+            "threshold 4 exceeds the 3 holders of the key",
+        ),
+    ] {
+        assert_eq!(
+            reshare(&mut c, f, rid, "k2", threshold, members),
+            Err(RequestError::BadRequest(expected.into()))
+        );
+    }
+    c.run_until(2_000, |_| false);
+    assert!(c
+        .nodes
+        .values()
+        .all(|n| !n.registry().requests.contains_key("r1")
+            && !n.registry().requests.contains_key("rs1")
+            && !n.registry().requests.contains_key("rs2")));
+}

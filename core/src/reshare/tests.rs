@@ -16,7 +16,7 @@ use super::session::{KIND_ABORT, KIND_CONFIRM, KIND_DEAL, KIND_VERDICT};
 use super::*;
 use crate::frost::testkit::for_each_suite;
 use crate::frost::tests::{pid, run_dkg, run_sign, verify_independently, TIMEOUT};
-use crate::frost::{ConfigError, FrostSign, SignConfig};
+use crate::frost::{CommitmentWire, ConfigError, FrostSign, SignConfig};
 use crate::ids::ParticipantId;
 use crate::persist::{KeyId, KeyVersion};
 use crate::rng::Seed;
@@ -44,7 +44,7 @@ struct Plan {
     new_threshold: u16,
 }
 
-fn reshare_sessions<C: Ciphersuite>(
+fn reshare_sessions<C: CommitmentWire>(
     old_kps: &BTreeMap<ParticipantId, KeyPackage<C>>,
     old_pkp: &PublicKeyPackage<C>,
     plan: &Plan,
@@ -76,7 +76,7 @@ fn reshare_sessions<C: Ciphersuite>(
         .collect()
 }
 
-fn reshare_net<C: Ciphersuite>(
+fn reshare_net<C: CommitmentWire>(
     old_kps: &BTreeMap<ParticipantId, KeyPackage<C>>,
     old_pkp: &PublicKeyPackage<C>,
     plan: &Plan,
@@ -100,7 +100,7 @@ type MembersOutcome<C> = (
 
 /// The new members' outputs of a run in which every live new member succeeded: checks roles,
 /// agreement on one public key package and on Q, and the unchanged group key.
-fn members_of<C: Ciphersuite>(
+fn members_of<C: CommitmentWire>(
     net: &mut LocalNet<FrostReshare<C>>,
     old_pkp: &PublicKeyPackage<C>,
     plan: &Plan,
@@ -171,7 +171,7 @@ fn members_of<C: Ciphersuite>(
 }
 
 /// Runs a reshare in which everyone is honest and returns the new key material.
-fn run_reshare<C: Ciphersuite>(
+fn run_reshare<C: CommitmentWire>(
     old_kps: &BTreeMap<ParticipantId, KeyPackage<C>>,
     old_pkp: &PublicKeyPackage<C>,
     plan: &Plan,
@@ -195,7 +195,7 @@ fn run_reshare<C: Ciphersuite>(
 
 /// Signs one message with frost's functions directly (no session), with `key_packages` as the
 /// signer set: `None` if frost refuses, else the aggregate (verified by nobody yet).
-fn sign_directly<C: Ciphersuite>(
+fn sign_directly<C: CommitmentWire>(
     key_packages: &[KeyPackage<C>],
     pkp: &PublicKeyPackage<C>,
     message: &[u8],
@@ -220,7 +220,7 @@ fn sign_directly<C: Ciphersuite>(
 
 /// A key package holding `share` at `id`, with a chosen threshold (to get past frost's count
 /// checks and reach the mathematics).
-fn forged_key_package<C: Ciphersuite>(
+fn forged_key_package<C: CommitmentWire>(
     id: ParticipantId,
     share: SigningShare<C>,
     pkp: &PublicKeyPackage<C>,
@@ -230,7 +230,7 @@ fn forged_key_package<C: Ciphersuite>(
     KeyPackage::new(id.to_frost(), share, vs, *pkp.verifying_key(), threshold)
 }
 
-fn with_threshold<C: Ciphersuite>(pkp: &PublicKeyPackage<C>, t: u16) -> PublicKeyPackage<C> {
+fn with_threshold<C: CommitmentWire>(pkp: &PublicKeyPackage<C>, t: u16) -> PublicKeyPackage<C> {
     PublicKeyPackage::new(
         pkp.verifying_shares().clone(),
         *pkp.verifying_key(),
@@ -438,7 +438,7 @@ fn reshare_keeps_the_key_any_t_prime_sign_fewer_and_mixed_cannot() {
 // Malicious dealers: a fixed scenario, old 3-of-5 {1..5}, new 3-of-5 {3, 4, 6, 7, 8}.
 // ---------------------------------------------------------------------------------------------
 
-fn scenario<C: Ciphersuite>(
+fn scenario<C: CommitmentWire>(
     seed: u64,
 ) -> (BTreeMap<ParticipantId, KeyPackage<C>>, PublicKeyPackage<C>) {
     let (kps, pkp, _) = run_dkg::<C>(&set(&[1, 2, 3, 4, 5]), 3, seed, Delivery::Fifo);
@@ -454,7 +454,7 @@ fn plan_with_dealers(dealers: &[u16]) -> Plan {
 }
 
 /// Rewrites the deals `cheater` sends with `rewrite(to, fields)`.
-fn tamper_deals<C: Ciphersuite>(
+fn tamper_deals<C: CommitmentWire>(
     net: &mut LocalNet<FrostReshare<C>>,
     cheater: ParticipantId,
     mut rewrite: impl FnMut(ParticipantId, &mut Vec<Vec<u8>>) + 'static,
