@@ -113,34 +113,20 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
             create(&|r| r.participants = vec![0, 2, 3]),
             "participants[0]",
         ),
+        // Valid on its own but above the member count (no participants named: every member):
+        // a client error no retry fixes (it used to be UNAVAILABLE, which invites retries).
+        (
+            "threshold > members",
+            create(&|r| {
+                r.threshold = 5;
+                r.participants = vec![];
+            }),
+            "threshold 5 exceeds the 4 cluster members",
+        ),
     ];
     for (what, req, text) in cases {
-        let err = app.create_key(req).await.unwrap_err();
-        println!("{what}: {:?}: {}", err.code(), err.message());
-        assert_eq!(err.code(), Code::InvalidArgument, "{what}: {err:?}");
-        assert!(
-            err.message().starts_with(text),
-            "{what}: {:?} should start with {text:?}",
-            err.message()
-        );
+        invalid_argument(what, app.create_key(req).await.unwrap_err(), text);
     }
-    // Threshold above the member count (no participants named: every member): a client error
-    // that no retry fixes, INVALID_ARGUMENT with both numbers (it used to be UNAVAILABLE, which
-    // tells a client to retry).
-    let err = app
-        .create_key(create(&|r| {
-            r.threshold = 5;
-            r.participants = vec![];
-        }))
-        .await
-        .unwrap_err();
-    println!("threshold > members: {:?}: {}", err.code(), err.message());
-    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
-    assert_eq!(
-        err.message(),
-        "threshold 5 exceeds the 4 cluster members",
-        "{err:?}"
-    );
     let sign = |messages: Vec<Vec<u8>>, rid: &str| pb::SignRequest {
         key_id: "wallet".into(),
         messages,
@@ -174,14 +160,7 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
         ),
     ];
     for (what, req, text) in sign_cases {
-        let err = app.sign(req).await.unwrap_err();
-        println!("{what}: {:?}: {}", err.code(), err.message());
-        assert_eq!(err.code(), Code::InvalidArgument, "{what}: {err:?}");
-        assert!(
-            err.message().starts_with(text),
-            "{what}: {:?} should start with {text:?}",
-            err.message()
-        );
+        invalid_argument(what, app.sign(req).await.unwrap_err(), text);
     }
     // A well-formed request for a key that does not exist: NOT_FOUND naming it.
     let err = app
@@ -315,4 +294,15 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
         }
     }
     assert!(cluster.exited().len() == 1, "{:?}", cluster.exited());
+}
+
+/// A refusal as `INVALID_ARGUMENT` whose message starts with `text` (what was wrong).
+fn invalid_argument(what: &str, err: tonic::Status, text: &str) {
+    println!("{what}: {:?}: {}", err.code(), err.message());
+    assert_eq!(err.code(), Code::InvalidArgument, "{what}: {err:?}");
+    assert!(
+        err.message().starts_with(text),
+        "{what}: {:?} should start with {text:?}",
+        err.message()
+    );
 }
