@@ -222,6 +222,9 @@ fn verify<C: FrostScheme>(public_key: &[u8], m: &[u8], sig: &[u8]) -> Result<(),
         Scheme::FrostSecp256k1 => keyshard_verifier::frost_secp256k1(public_key, m, sig),
         Scheme::FrostP256 => keyshard_verifier::frost_p256(public_key, m, sig),
         Scheme::FrostSecp256k1Taproot => keyshard_verifier::bip340(public_key, m, sig),
+        Scheme::EcdsaSecp256k1 | Scheme::EcdsaP256 => {
+            return Err(format!("{} is not a FROST scheme", C::SCHEME))
+        }
     }
     .map_err(|e| format!("{}: {e}", C::SCHEME.name()))
 }

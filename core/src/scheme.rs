@@ -15,16 +15,43 @@ pub enum Scheme {
     FrostP256,
     /// FROST(secp256k1, SHA-256) producing BIP-340 (Taproot) Schnorr signatures.
     FrostSecp256k1Taproot,
+    /// CGGMP24 threshold ECDSA on secp256k1: SHA-256 of the message, low-S signatures with a
+    /// recovery id.
+    EcdsaSecp256k1,
+    /// CGGMP24 threshold ECDSA on P-256 (prime256v1): SHA-256 of the message, low-S signatures.
+    EcdsaP256,
 }
 
 impl Scheme {
     /// Every scheme, in wire-tag order.
-    pub const ALL: [Scheme; 4] = [
+    pub const ALL: [Scheme; 6] = [
+        Scheme::FrostEd25519,
+        Scheme::FrostSecp256k1,
+        Scheme::FrostP256,
+        Scheme::FrostSecp256k1Taproot,
+        Scheme::EcdsaSecp256k1,
+        Scheme::EcdsaP256,
+    ];
+
+    /// The FROST schemes (cheap to set up: a key is one DKG, no Paillier keys).
+    pub const FROST: [Scheme; 4] = [
         Scheme::FrostEd25519,
         Scheme::FrostSecp256k1,
         Scheme::FrostP256,
         Scheme::FrostSecp256k1Taproot,
     ];
+
+    /// The threshold-ECDSA scheme this is, if it is one.
+    pub const fn ecdsa(self) -> Option<crate::ecdsa::EcdsaScheme> {
+        match self {
+            Scheme::EcdsaSecp256k1 => Some(crate::ecdsa::EcdsaScheme::Secp256k1),
+            Scheme::EcdsaP256 => Some(crate::ecdsa::EcdsaScheme::P256),
+            Scheme::FrostEd25519
+            | Scheme::FrostSecp256k1
+            | Scheme::FrostP256
+            | Scheme::FrostSecp256k1Taproot => None,
+        }
+    }
 
     /// The stable name used in config files, the CLI and the client API.
     pub const fn name(self) -> &'static str {
@@ -33,6 +60,8 @@ impl Scheme {
             Scheme::FrostSecp256k1 => "frost-secp256k1",
             Scheme::FrostP256 => "frost-p256",
             Scheme::FrostSecp256k1Taproot => "frost-secp256k1-tr",
+            Scheme::EcdsaSecp256k1 => crate::ecdsa::EcdsaScheme::Secp256k1.name(),
+            Scheme::EcdsaP256 => crate::ecdsa::EcdsaScheme::P256.name(),
         }
     }
 
@@ -43,6 +72,8 @@ impl Scheme {
             Scheme::FrostSecp256k1 => 2,
             Scheme::FrostP256 => 3,
             Scheme::FrostSecp256k1Taproot => 4,
+            Scheme::EcdsaSecp256k1 => crate::ecdsa::EcdsaScheme::Secp256k1.tag(),
+            Scheme::EcdsaP256 => crate::ecdsa::EcdsaScheme::P256.tag(),
         }
     }
 

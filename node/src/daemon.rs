@@ -1,6 +1,11 @@
-//! The run loop: one task owns the core `Node` and drives it with real time, a real store and a
+//! The run loop: one thread owns the core `Node` and drives it with real time, a real store and a
 //! real transport. It holds no protocol logic: it feeds inputs, drains outputs, makes persist
 //! batches durable before acknowledging them, and answers clients from the node's events.
+//!
+//! The loop has an OS thread of its own (with a single-threaded tokio runtime): an ECDSA round
+//! computes Paillier proofs for seconds, and that must not stall the runtime serving gRPC and
+//! the transport. Safe primes for ECDSA aux info (`Output::GeneratePrimes`) are generated on
+//! one more background thread, one set at a time, and fed back as `Input::Primes`.
 //!
 //! ```text
 //!  transport ──Peer/PeerStatus──┐
@@ -77,8 +82,50 @@ pub enum Command {
     },
     /// A read-only look at the node (status, registry), run between inputs.
     Query(Box<dyn FnOnce(&Node) + Send>),
+    /// One set of safe primes from the generator thread (`None`: the generation failed).
+    Primes(Option<keyshard_core::ecdsa::SafePrimes>),
     /// Stop the loop.
     Shutdown,
+}
+
+/// The background safe-prime generator: one thread, one set of four 1536-bit safe primes per
+/// request (minutes of CPU each), from a ChaCha20 RNG seeded by the OS. Results go back to the
+/// loop through a weak sender, so the generator never keeps a stopped loop alive.
+fn spawn_prime_generator(loop_tx: mpsc::WeakSender<Command>) -> std::sync::mpsc::Sender<()> {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("keyshard-primes".into())
+        .spawn(move || {
+            while rx.recv().is_ok() {
+                let started = StdInstant::now();
+                let primes =
+                    os_rng().map(|mut rng| keyshard_core::ecdsa::SafePrimes::generate(&mut rng));
+                match &primes {
+                    Ok(_) => tracing::info!(
+                        seconds = started.elapsed().as_secs(),
+                        "one set of safe primes generated"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "safe-prime generation failed"),
+                }
+                let Some(loop_tx) = loop_tx.upgrade() else {
+                    return;
+                };
+                if loop_tx.blocking_send(Command::Primes(primes.ok())).is_err() {
+                    return;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the safe-prime generator thread");
+    }
+    tx
+}
+
+fn os_rng() -> Result<rand_chacha::ChaCha20Rng, String> {
+    use rand_chacha::rand_core::SeedableRng;
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::getrandom(seed.as_mut()).map_err(|e| format!("OS randomness: {e}"))?;
+    Ok(rand_chacha::ChaCha20Rng::from_seed(*seed))
 }
 
 /// A cloneable handle to a running daemon.
@@ -215,6 +262,22 @@ pub struct Daemon {
     events: Box<dyn EventSink>,
     clock: Clock,
     waiting: BTreeMap<String, Vec<oneshot::Sender<Answer>>>,
+    /// The loop's own queue, for the prime generator (weak: it must not keep the loop alive).
+    self_tx: mpsc::WeakSender<Command>,
+    /// Requests to the prime generator, once started.
+    primes_tx: Option<std::sync::mpsc::Sender<()>>,
+}
+
+/// What `Daemon::spawn` needs besides the node.
+pub struct DaemonParts {
+    /// The durable store.
+    pub store: Arc<dyn Store>,
+    /// The peer transport.
+    pub peers: Arc<dyn PeerSink>,
+    /// Audit, metrics, logs.
+    pub events: Box<dyn EventSink>,
+    /// Real time.
+    pub clock: Clock,
 }
 
 /// Queue depth of the loop's input channel.
@@ -222,26 +285,56 @@ pub const INPUT_QUEUE: usize = 4096;
 
 impl Daemon {
     /// A daemon around a built node, and the handle to talk to it.
-    pub fn new(
-        node: Node,
-        store: Arc<dyn Store>,
-        peers: Arc<dyn PeerSink>,
-        events: Box<dyn EventSink>,
-        clock: Clock,
-    ) -> (Daemon, DaemonHandle, mpsc::Receiver<Command>) {
+    /// Starts the loop on its own OS thread with a node that `boot` builds there (a node running
+    /// ECDSA sessions is not `Send`: cggmp24's state machines share state through `Rc`), and
+    /// returns once the node is up. The receiver yields the loop's result when it stops.
+    pub async fn spawn(
+        boot: impl FnOnce() -> Result<Node, RunError> + Send + 'static,
+        parts: DaemonParts,
+    ) -> Result<(DaemonHandle, oneshot::Receiver<Result<(), RunError>>), RunError> {
         let (tx, rx) = mpsc::channel(INPUT_QUEUE);
-        (
-            Daemon {
-                node,
-                store,
-                peers,
-                events,
-                clock,
-                waiting: BTreeMap::new(),
-            },
-            DaemonHandle { tx },
-            rx,
-        )
+        let self_tx = tx.downgrade();
+        let (booted_tx, booted_rx) = oneshot::channel::<Result<(), RunError>>();
+        let (done_tx, done_rx) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("keyshard-node".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = booted_tx.send(Err(RunError::Node(format!("runtime: {e}"))));
+                        return;
+                    }
+                };
+                let node = match boot() {
+                    Ok(n) => n,
+                    Err(e) => {
+                        let _ = booted_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = booted_tx.send(Ok(()));
+                let daemon = Daemon {
+                    node,
+                    store: parts.store,
+                    peers: parts.peers,
+                    events: parts.events,
+                    clock: parts.clock,
+                    waiting: BTreeMap::new(),
+                    self_tx,
+                    primes_tx: None,
+                };
+                let result = runtime.block_on(daemon.run(rx));
+                let _ = done_tx.send(result);
+            })
+            .map_err(|e| RunError::Node(format!("cannot start the node thread: {e}")))?;
+        booted_rx
+            .await
+            .map_err(|_| RunError::Node("the node thread stopped while booting".into()))??;
+        Ok((DaemonHandle { tx }, done_rx))
     }
 
     /// Runs until `Shutdown`, all handles dropped, or a fatal error.
@@ -288,6 +381,7 @@ impl Daemon {
                     })?;
                 }
                 Command::Query(f) => f(&self.node),
+                Command::Primes(primes) => self.input(Input::Primes { at, primes })?,
                 Command::Shutdown => {
                     tracing::info!("shutting down");
                     return Ok(());
@@ -321,9 +415,28 @@ impl Daemon {
                     self.input(Input::Persisted { at, token })?;
                 }
                 Output::Event(event) => self.on_event(event),
+                Output::GeneratePrimes { count } => self.generate_primes(count),
             }
         }
         Ok(())
+    }
+
+    /// Queues `count` generations on the background generator (started on first use).
+    fn generate_primes(&mut self, count: usize) {
+        if self.primes_tx.is_none() {
+            self.primes_tx = Some(spawn_prime_generator(self.self_tx.clone()));
+        }
+        if let Some(tx) = &self.primes_tx {
+            for _ in 0..count {
+                if tx.send(()).is_err() {
+                    tracing::warn!("safe-prime generator stopped");
+                }
+            }
+        }
+        tracing::info!(
+            count,
+            "generating safe primes for ECDSA aux info in the background"
+        );
     }
 
     fn on_event(&mut self, event: Event) {

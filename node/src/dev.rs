@@ -182,6 +182,9 @@ pub fn node_config(dir: &Path, id: u16, addresses: &[(ParticipantId, String)]) -
         certs.join(format!("node-{id}.pem")).display().to_string(),
         certs.join(format!("node-{id}.key")).display().to_string(),
     );
+    // A local cluster generates no safe primes in the background (minutes of CPU per set and
+    // node): ECDSA aux info there must come from a primes file.
+    s.push_str("\n[ecdsa]\nprime_pool = 0\n");
     for (p, a) in addresses {
         s.push_str(&format!(
             "\n[[peers]]\nid = {}\naddress = {a:?}\nrole = \"tee\"\n",
@@ -319,6 +322,10 @@ pub fn verify(
         }
         Scheme::FrostP256 => keyshard_verifier::frost_p256(public_key, message, signature),
         Scheme::FrostSecp256k1Taproot => keyshard_verifier::bip340(public_key, message, signature),
+        Scheme::EcdsaSecp256k1 => {
+            keyshard_verifier::ecdsa_secp256k1_recoverable(public_key, message, signature)
+        }
+        Scheme::EcdsaP256 => keyshard_verifier::ecdsa_p256(public_key, message, signature),
     };
     r.map_err(|e| {
         err(format!(

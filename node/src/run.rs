@@ -14,7 +14,7 @@ use keyshard_pki::{Identity, SecretPem};
 
 use crate::audit::{AuditEvent, AuditLog, SharedAuditLog, SystemClock};
 use crate::config::Config;
-use crate::daemon::{Clock, Command, Daemon, DaemonHandle, PeerSink};
+use crate::daemon::{Clock, Command, Daemon, DaemonHandle, DaemonParts, PeerSink};
 use crate::metrics::{http::MetricsServer, Metrics};
 use crate::service::{boot_node, open_store, NodeEvents};
 
@@ -154,8 +154,6 @@ pub async fn run_node(config: Config) -> Result<(), RunError> {
 
     let store = open_store(&config).map_err(|e| RunError(e.to_string()))?;
     let clock = Clock::new();
-    let node = boot_node(&config, store.as_ref(), &clock).map_err(|e| RunError(e.to_string()))?;
-    tracing::info!(node = me.get(), leader = ?node.leader(), "node restored");
 
     let metrics = Arc::new(Metrics::new());
     let _metrics_server = match config.metrics_listen {
@@ -188,8 +186,24 @@ pub async fn run_node(config: Config) -> Result<(), RunError> {
         configured_roles,
     });
     let events = Box::new(NodeEvents::new(audit.clone(), metrics.clone()));
-    let (daemon, handle, rx) = Daemon::new(node, store, peers.clone(), events, clock);
-    let daemon_task = tokio::spawn(daemon.run(rx));
+    let boot = {
+        let (config, store) = (config.clone(), store.clone());
+        move || {
+            let node = boot_node(&config, store.as_ref(), &clock)
+                .map_err(|e| crate::daemon::RunError::Node(e.to_string()))?;
+            tracing::info!(node = me.get(), leader = ?node.leader(), "node restored");
+            Ok(node)
+        }
+    };
+    let parts = DaemonParts {
+        store,
+        peers: peers.clone(),
+        events,
+        clock,
+    };
+    let (handle, daemon_task) = Daemon::spawn(boot, parts)
+        .await
+        .map_err(|e| RunError(e.to_string()))?;
     // Membership added at run time (registry addresses) joins the configured peers.
     if let Ok((m, a)) = handle
         .query(|n| (n.registry().members.clone(), n.registry().addresses.clone()))

@@ -28,6 +28,8 @@ pub enum BootError {
     Node(String),
     /// The OS could not supply randomness for the node's seed.
     Randomness(String),
+    /// The configured safe-primes file could not be read or is not one set of primes.
+    Primes(String),
 }
 
 impl std::fmt::Display for BootError {
@@ -37,6 +39,7 @@ impl std::fmt::Display for BootError {
             BootError::Store(e) => write!(f, "store: {e}"),
             BootError::Node(e) => write!(f, "node: {e}"),
             BootError::Randomness(e) => write!(f, "no OS randomness for the node seed: {e}"),
+            BootError::Primes(e) => write!(f, "ecdsa.primes_file: {e}"),
         }
     }
 }
@@ -76,14 +79,33 @@ pub fn boot_node(config: &Config, store: &dyn Store, clock: &Clock) -> Result<No
     let shares = load_shares(store, &restored.share_versions).map_err(BootError::Store)?;
     let mut seed = [0u8; 32];
     getrandom::getrandom(&mut seed).map_err(|e| BootError::Randomness(e.to_string()))?;
-    Node::new(
+    let primes = config.primes_file.as_deref().map(load_primes).transpose()?;
+    let mut node = Node::new(
         config.to_node_config(),
         restored,
         shares,
         Seed::from_bytes(seed),
         clock.now(),
     )
-    .map_err(|e| BootError::Node(e.to_string()))
+    .map_err(|e| BootError::Node(e.to_string()))?;
+    if let Some(primes) = primes {
+        node.handle_input(keyshard_core::node::Input::Primes {
+            at: clock.now(),
+            primes: Some(primes),
+        })
+        .map_err(|e| BootError::Node(e.to_string()))?;
+    }
+    Ok(node)
+}
+
+/// One set of safe primes from a file written by `keyshard gen-primes` (JSON; sizes checked).
+fn load_primes(path: &std::path::Path) -> Result<keyshard_core::ecdsa::SafePrimes, BootError> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|e| BootError::Primes(format!("{}: {e}", path.display())))?,
+    );
+    keyshard_core::ecdsa::SafePrimes::from_json(&text)
+        .map_err(|e| BootError::Primes(format!("{}: {e}", path.display())))
 }
 
 /// Feeds node events to the audit log, the metrics and the logs.

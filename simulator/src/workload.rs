@@ -283,7 +283,7 @@ impl Workload {
         match which {
             0 => {
                 self.created += 1;
-                let scheme = Scheme::ALL[self.below(Scheme::ALL.len() as u64) as usize];
+                let scheme = Scheme::FROST[self.below(Scheme::FROST.len() as u64) as usize];
                 let key = KeyId::new(&format!("k{}", self.created)).expect("valid id");
                 let participants = if n > 3 && self.below(3) == 0 {
                     let size = 2 + self.below((n - 1) as u64) as usize;
@@ -381,7 +381,7 @@ impl Workload {
                 let request = match self.below(3) {
                     0 => Request::CreateKey {
                         key: KeyId::new("bad-threshold").expect("valid"),
-                        scheme: Scheme::ALL[0],
+                        scheme: Scheme::FROST[0],
                         threshold: 1,
                         participants: None,
                     },
@@ -491,7 +491,7 @@ impl Workload {
     pub fn start_probe(&mut self) {
         self.quiet = true;
         self.probe = Probe::Creating;
-        let scheme = Scheme::ALL[self.below(Scheme::ALL.len() as u64) as usize];
+        let scheme = Scheme::FROST[self.below(Scheme::FROST.len() as u64) as usize];
         let key = KeyId::new("probe").expect("valid");
         self.probe_key = Some(key.clone());
         self.queue_probe(

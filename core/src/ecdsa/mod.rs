@@ -60,6 +60,7 @@ pub use sessions::{
     AuxConfig, EcdsaAux, EcdsaInteractiveSign, EcdsaKeygen, EcdsaPresign, KeygenConfig,
     SignersConfig,
 };
+pub(crate) use types::Recovery;
 pub use types::{
     EcdsaAuxOutput, EcdsaKey, EcdsaKeygenOutput, EcdsaPresignature, EcdsaSignature, KeyError,
     SafePrimes,
@@ -76,9 +77,10 @@ pub type Level = cggmp24::security_level::SecurityLevel128;
 /// The hash every cggmp24 protocol here is instantiated with.
 pub type Hash = sha2::Sha256;
 
-/// The threshold-ECDSA schemes. Kept apart from [`crate::scheme::Scheme`] for now: the node, the
-/// simulator and the cluster tests iterate `Scheme::ALL` and match on it exhaustively, and none of
-/// them can run an ECDSA key yet. The names are final and part of the wire protocol and config.
+/// The threshold-ECDSA schemes: the ECDSA part of [`crate::scheme::Scheme`]
+/// ([`Scheme::EcdsaSecp256k1`](crate::scheme::Scheme::EcdsaSecp256k1),
+/// [`Scheme::EcdsaP256`](crate::scheme::Scheme::EcdsaP256)), as the curve-generic sessions name
+/// it. The names and tags are part of the wire protocol and config.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub enum EcdsaScheme {
     /// CGGMP24 threshold ECDSA on secp256k1 (SHA-256 message hash; low-S signatures).
@@ -110,6 +112,15 @@ impl EcdsaScheme {
     /// The scheme with this tag, if any.
     pub fn from_tag(tag: u8) -> Option<EcdsaScheme> {
         EcdsaScheme::ALL.into_iter().find(|s| s.tag() == tag)
+    }
+}
+
+impl From<EcdsaScheme> for crate::scheme::Scheme {
+    fn from(s: EcdsaScheme) -> Self {
+        match s {
+            EcdsaScheme::Secp256k1 => crate::scheme::Scheme::EcdsaSecp256k1,
+            EcdsaScheme::P256 => crate::scheme::Scheme::EcdsaP256,
+        }
     }
 }
 
@@ -209,8 +220,10 @@ mod scheme_tests {
         for s in EcdsaScheme::ALL {
             assert_eq!(s.name().parse::<EcdsaScheme>().unwrap(), s);
             assert_eq!(EcdsaScheme::from_tag(s.tag()), Some(s));
-            assert!(crate::scheme::Scheme::from_tag(s.tag()).is_none());
-            assert!(s.name().parse::<crate::scheme::Scheme>().is_err());
+            let general = crate::scheme::Scheme::from(s);
+            assert_eq!(crate::scheme::Scheme::from_tag(s.tag()), Some(general));
+            assert_eq!(s.name().parse::<crate::scheme::Scheme>(), Ok(general));
+            assert_eq!(general.ecdsa(), Some(s));
         }
         assert_eq!(
             blamed_indices("Aborted(X([AbortBlame { faulty_party: 2, data_message: 7 }, AbortBlame { faulty_party: 0, x }, AbortBlame { faulty_party: 2 }]))"),

@@ -39,6 +39,7 @@ pub(crate) fn verify_independently<C: FrostScheme>(
         Scheme::FrostSecp256k1 => keyshard_verifier::frost_secp256k1(&key, message, &sig),
         Scheme::FrostP256 => keyshard_verifier::frost_p256(&key, message, &sig),
         Scheme::FrostSecp256k1Taproot => keyshard_verifier::bip340(&key, message, &sig),
+        Scheme::EcdsaSecp256k1 | Scheme::EcdsaP256 => unreachable!("a FROST suite"),
     }
 }
 

@@ -211,6 +211,8 @@ impl World {
                     self.check_no_share_in_log(id, &batch);
                     self.unacked.entry(id).or_default().push_back(batch);
                 }
+                // The fuzzed workload creates FROST keys only: no aux info, no primes.
+                Output::GeneratePrimes { .. } => {}
                 Output::Event(Event::Completed { request_id, result }) => {
                     self.completed.push((id, request_id, result.is_ok()));
                 }
@@ -767,5 +769,6 @@ fn kind(input: &Input<'_>) -> &'static str {
         Input::Client { .. } => "client",
         Input::PeerStatus { .. } => "peer status",
         Input::Persisted { .. } => "persisted",
+        Input::Primes { .. } => "primes",
     }
 }

@@ -33,6 +33,7 @@
 //! Policy modules: [`select`] (seeded, health-weighted participant choice with cool-downs) and
 //! [`scoring`] (per-node rolling metrics and the debounced leader-transfer decision).
 
+pub mod ecdsa;
 mod leadership;
 mod membership;
 pub mod raft_wire;
@@ -61,6 +62,7 @@ use crate::persist::{
     RestoredState, SecretBytes,
 };
 use crate::rng::{CoreRng, Seed};
+use crate::scheme::Scheme;
 use crate::session::{Failure, FailureKind, SessionInput};
 use crate::time::{Duration, Instant};
 
@@ -128,6 +130,12 @@ pub struct NodeConfig {
     pub scoring: scoring::ScoringConfig,
     /// When a lagging leader hands over (margin, sustain window, debounce, evidence).
     pub monitor: scoring::MonitorConfig,
+    /// Sets of pregenerated safe primes this node keeps ready for ECDSA aux info (the driver
+    /// generates them in the background when asked by [`Output::GeneratePrimes`]); 0 = none.
+    pub prime_pool_depth: usize,
+    /// Per-round deadline of ECDSA aux info generation and interactive signing, whose rounds
+    /// take seconds of CPU (Paillier proofs): longer than `round_timeout`.
+    pub ecdsa_round_timeout: Duration,
 }
 
 impl NodeConfig {
@@ -157,6 +165,8 @@ impl NodeConfig {
             probe_timeout: Duration::from_secs(5),
             scoring: scoring::ScoringConfig::default(),
             monitor: scoring::MonitorConfig::default(),
+            prime_pool_depth: 2,
+            ecdsa_round_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -204,6 +214,14 @@ pub enum Input<'a> {
         /// Its token.
         token: PersistToken,
     },
+    /// One set of safe primes the driver generated after [`Output::GeneratePrimes`] (or loaded
+    /// from its sealed store). `None`: a generation failed; it will be asked for again.
+    Primes {
+        /// When.
+        at: Instant,
+        /// The primes (secret: this node's future Paillier key).
+        primes: Option<crate::ecdsa::SafePrimes>,
+    },
 }
 
 /// What the node asks its driver to do or tells it.
@@ -218,6 +236,12 @@ pub enum Output {
     },
     /// Make a batch durable, then report `Persisted`.
     Persist(PersistBatch),
+    /// Start generating `count` more sets of safe primes (minutes of CPU each, at low priority,
+    /// from OS randomness) and report each with `Input::Primes`.
+    GeneratePrimes {
+        /// How many sets.
+        count: usize,
+    },
     /// Something happened.
     Event(Event),
 }
@@ -399,6 +423,9 @@ pub struct Node {
     sessions: BTreeMap<SessionKey, Live>,
     early: BTreeMap<SessionKey, Vec<(ParticipantId, Vec<u8>)>>,
     early_count: usize,
+    /// When the first early message of each signing run arrived (signing runs have no registry
+    /// entry to tell a late start from a run that will never start here, so they age out).
+    early_signing: BTreeMap<SessionKey, Instant>,
     shares: BTreeMap<(KeyId, KeyVersion), SecretBytes>,
     share_origin: BTreeMap<(KeyId, KeyVersion), (u64, u32)>,
     waiters: BTreeMap<String, Waiter>,
@@ -426,6 +453,8 @@ pub struct Node {
     exclusions: select::Exclusions,
     /// Peers the transport reports unreachable.
     down: BTreeSet<ParticipantId>,
+    /// Pregenerated safe primes for ECDSA aux info.
+    primes: crate::ecdsa::primes::PrimePool,
     /// Probes, health reports and the leader-transfer monitor.
     leadership: leadership::Leadership,
     /// Membership requests waiting for the one in flight (leader).
@@ -596,6 +625,7 @@ impl Node {
             sessions: BTreeMap::new(),
             early: BTreeMap::new(),
             early_count: 0,
+            early_signing: BTreeMap::new(),
             shares,
             share_origin,
             waiters: BTreeMap::new(),
@@ -615,6 +645,7 @@ impl Node {
             metrics: BTreeMap::new(),
             exclusions: select::Exclusions::new(select::ExclusionConfig::default()),
             down: BTreeSet::new(),
+            primes: crate::ecdsa::primes::PrimePool::new(cfg.prime_pool_depth),
             leadership: leadership::Leadership::new(
                 scoring::LeaderMonitor::new(cfg.monitor),
                 now.saturating_add(cfg.probe_interval),
@@ -629,6 +660,7 @@ impl Node {
             raw,
         };
         node.fix_election_timeout();
+        node.request_primes();
         node.process_ready();
         Ok(node)
     }
@@ -723,9 +755,62 @@ impl Node {
                     self.down.insert(peer);
                 }
             }
+            Input::Primes { at, primes } => {
+                self.now = self.now.max(at);
+                match primes {
+                    Some(p) => self.primes.supply(p),
+                    None => self.primes.failed(),
+                }
+                self.request_primes();
+            }
         }
         self.process_ready();
         Ok(())
+    }
+
+    /// Sets of safe primes ready for ECDSA aux info.
+    pub fn primes_ready(&self) -> usize {
+        self.primes.ready_len()
+    }
+
+    /// Asks the driver for the primes that bring the pool back to its depth.
+    fn request_primes(&mut self) {
+        let count = self.primes.wanted();
+        if count > 0 {
+            self.primes.started(count);
+            self.outputs.push_back(Output::GeneratePrimes { count });
+        }
+    }
+
+    /// What an ECDSA run of `scheme` among `parties` needs from this node: its session id and
+    /// the aux info it already holds for exactly these parties (from its other ECDSA shares).
+    fn ecdsa_params(
+        &self,
+        scheme: Scheme,
+        session: &SessionKey,
+        parties: &BTreeSet<ParticipantId>,
+    ) -> ecdsa::EcdsaRunParams {
+        // Decoding a share validates it (milliseconds); a few distinct candidates suffice.
+        const MAX_CANDIDATES: usize = 4;
+        let mut candidates = Vec::new();
+        if scheme.ecdsa().is_some() {
+            for ((key, _), share) in &self.shares {
+                if candidates.len() >= MAX_CANDIDATES {
+                    break;
+                }
+                let Some(held) = self.registry.keys.get(key).and_then(|r| r.scheme.ecdsa()) else {
+                    continue;
+                };
+                if let Some(c) = ecdsa::aux_candidate(held, share.expose(), parties) {
+                    candidates.push(c);
+                }
+            }
+        }
+        ecdsa::EcdsaRunParams {
+            session_id: session_context(session),
+            candidates,
+            aux_round_timeout: self.cfg.ecdsa_round_timeout,
+        }
     }
 
     // ---------------------------------------------------------------------------------------
@@ -1370,11 +1455,13 @@ impl Node {
             .then(|| self.shares.get(&(t.spec.key.clone(), from_version)))
             .flatten();
         let seed = self.seed.child(b"reshare", &session_context(&key));
+        let ecdsa = self.ecdsa_params(record.scheme, &key, &t.spec.participants);
         let started = sessions::start_reshare(
             record.scheme,
             config,
             old_share,
             &record.public_key_package,
+            ecdsa,
             &seed,
             self.now,
         );
@@ -1623,6 +1710,7 @@ impl Node {
             config,
             my_share.as_ref(),
             Some(&pkp),
+            &session_context(&session),
             &seed,
             self.now,
         ) {
@@ -1835,7 +1923,8 @@ impl Node {
             round_timeout: self.cfg.round_timeout,
         };
         let seed = self.seed.child(b"dkg", &session_context(&key));
-        let started = sessions::start_dkg(t.spec.scheme, config, &seed, self.now);
+        let ecdsa = self.ecdsa_params(t.spec.scheme, &key, participants);
+        let started = sessions::start_dkg(t.spec.scheme, config, ecdsa, &seed, self.now);
         if started.is_ok() {
             self.stats.dkg_sessions += 1;
         }
@@ -1930,6 +2019,7 @@ impl Node {
     // ---------------------------------------------------------------------------------------
 
     fn replay_early(&mut self, key: SessionKey) {
+        self.early_signing.remove(&key);
         let Some(msgs) = self.early.remove(&key) else {
             return;
         };
@@ -1952,10 +2042,22 @@ impl Node {
             None => {
                 // A DKG may start here a little after it started elsewhere: keep its messages
                 // (bounded), but only for attempts that can still start.
-                let plausible = matches!(key.kind, SessionKind::Dkg | SessionKind::Reshare)
-                    && self.registry.tasks.get(&key.task).is_none_or(|t| {
-                        key.attempt > t.attempt || matches!(t.state, TaskState::Queued)
-                    });
+                // ECDSA signers talk to each other at once, so a signer's first message can
+                // overtake the leader's `SignStart`: keep those too, from the key's holders
+                // only, for one round (`on_timeout` drops what no `SignStart` claimed).
+                let plausible = match key.kind {
+                    SessionKind::Dkg | SessionKind::Reshare => {
+                        self.registry.tasks.get(&key.task).is_none_or(|t| {
+                            key.attempt > t.attempt || matches!(t.state, TaskState::Queued)
+                        })
+                    }
+                    SessionKind::Sign => {
+                        self.registry.members.contains_key(&from) && from != self.cfg.id
+                    }
+                };
+                if plausible && key.kind == SessionKind::Sign {
+                    self.early_signing.entry(key).or_insert(self.now);
+                }
                 if plausible && self.early_count < MAX_EARLY_MESSAGES {
                     self.early
                         .entry(key)
@@ -1973,7 +2075,15 @@ impl Node {
                 return;
             };
             let Some(out) = live.session.poll_output() else {
-                return;
+                if !live.session.wants_primes() {
+                    return;
+                }
+                let primes = self.primes.take();
+                if let Some(live) = self.sessions.get_mut(&key) {
+                    live.session.give_primes(primes);
+                }
+                self.request_primes();
+                continue;
             };
             match out {
                 ErasedOutput::Send { to, payload } => {
@@ -2064,6 +2174,16 @@ impl Node {
 
     fn on_timeout(&mut self) {
         let now = self.now;
+        let expired: Vec<SessionKey> = self
+            .early_signing
+            .iter()
+            .filter(|(_, since)| now.saturating_duration_since(**since) > self.cfg.round_timeout)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in expired {
+            self.early_signing.remove(&key);
+            self.early_count -= self.early.remove(&key).map_or(0, |v| v.len());
+        }
         let mut ticks = 0;
         while self.next_tick <= now {
             if ticks < 2 * self.cfg.election_ticks && !self.removed {
@@ -2553,6 +2673,7 @@ impl Node {
             config,
             my_share.as_ref(),
             Some(&record.public_key_package),
+            &session_context(&session),
             &seed,
             self.now,
         ) {
@@ -2631,11 +2752,20 @@ impl Node {
         };
         let scheme = record.scheme;
         let seed = self.seed.child(b"sign", &session_context(&session));
-        match sessions::start_sign(scheme, config, Some(&share), None, &seed, self.now) {
+        match sessions::start_sign(
+            scheme,
+            config,
+            Some(&share),
+            None,
+            &session_context(&session),
+            &seed,
+            self.now,
+        ) {
             Ok(s) => {
                 self.stats.sign_sessions += 1;
                 self.sessions.insert(session, Live { session: s });
                 self.drain_session(session);
+                self.replay_early(session);
             }
             Err(e) => self.refuse(from, &format!("signing start refused: {e:?}")),
         }

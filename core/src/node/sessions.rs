@@ -5,10 +5,14 @@ use std::collections::BTreeSet;
 
 use frost_core::keys::{KeyPackage, PublicKeyPackage};
 
+use cggmp24::supported_curves::{Secp256k1, Secp256r1};
+
+use crate::ecdsa::SafePrimes;
 use crate::frost::{
     canonical, ConfigError, DkgConfig, FrostDkg, FrostSign, SignConfig, SignOutput,
 };
 use crate::ids::ParticipantId;
+use crate::node::ecdsa::{EcdsaNodeDkg, EcdsaNodeReshare, EcdsaNodeSign, EcdsaRunParams};
 use crate::persist::{KeyVersion, SecretBytes};
 use crate::reshare::{FrostReshare, ReshareConfig, ReshareOutput};
 use crate::rng::Seed;
@@ -56,16 +60,25 @@ pub struct ReshareShare {
 }
 
 /// An object-safe session of any scheme.
-pub trait ErasedSession: Send {
+pub trait ErasedSession {
     /// See [`Session::handle_input`].
     fn handle_input(&mut self, input: SessionInput<'_>);
     /// See [`Session::poll_output`], with results encoded.
     fn poll_output(&mut self) -> Option<ErasedOutput>;
     /// See [`Session::poll_timeout`].
     fn deadline(&self) -> Option<Instant>;
+    /// Whether the run waits for one set of this node's pregenerated safe primes (an ECDSA aux
+    /// info generation); the node answers with [`ErasedSession::give_primes`].
+    fn wants_primes(&self) -> bool {
+        false
+    }
+    /// The primes asked for, or `None` if the node has none ready (the run then fails, saying so).
+    fn give_primes(&mut self, primes: Option<SafePrimes>) {
+        drop(primes);
+    }
 }
 
-fn library_failure(what: &str) -> Failure {
+pub(crate) fn library_failure(what: &str) -> Failure {
     Failure {
         kind: crate::session::FailureKind::Library(what.to_string()),
         culprits: BTreeSet::new(),
@@ -162,10 +175,11 @@ pub enum StartError {
     BadKeyMaterial(&'static str),
 }
 
-/// Starts a DKG session of `scheme`.
+/// Starts a DKG session of `scheme`; `ecdsa` is used by the ECDSA schemes only.
 pub fn start_dkg(
     scheme: Scheme,
     config: DkgConfig,
+    ecdsa: EcdsaRunParams,
     seed: &Seed,
     now: Instant,
 ) -> Result<Box<dyn ErasedSession>, StartError> {
@@ -185,16 +199,24 @@ pub fn start_dkg(
         Scheme::FrostSecp256k1Taproot => {
             make::<frost_secp256k1_tr::Secp256K1Sha256TR>(config, seed, now)
         }
+        Scheme::EcdsaSecp256k1 => Ok(Box::new(EcdsaNodeDkg::<Secp256k1>::new(
+            config, ecdsa, seed, now,
+        )?)),
+        Scheme::EcdsaP256 => Ok(Box::new(EcdsaNodeDkg::<Secp256r1>::new(
+            config, ecdsa, seed, now,
+        )?)),
     }
 }
 
 /// Starts a signing session of `scheme`. `key_package` is this node's share if it signs;
-/// `public_key_package` is required if it coordinates.
+/// `public_key_package` is required if it coordinates. `session_id` is unique per run and equal
+/// at every signer (the ECDSA runs bind their messages to it).
 pub fn start_sign(
     scheme: Scheme,
     config: SignConfig,
     key_package: Option<&SecretBytes>,
     public_key_package: Option<&[u8]>,
+    session_id: &[u8],
     seed: &Seed,
     now: Instant,
 ) -> Result<Box<dyn ErasedSession>, StartError> {
@@ -238,10 +260,27 @@ pub fn start_sign(
             seed,
             now,
         ),
+        Scheme::EcdsaSecp256k1 => Ok(Box::new(EcdsaNodeSign::<Secp256k1>::new(
+            config,
+            key_package,
+            public_key_package,
+            session_id,
+            seed,
+            now,
+        )?)),
+        Scheme::EcdsaP256 => Ok(Box::new(EcdsaNodeSign::<Secp256r1>::new(
+            config,
+            key_package,
+            public_key_package,
+            session_id,
+            seed,
+            now,
+        )?)),
     }
 }
 
 /// The group public key (the standard encoding for the scheme) from a public key package.
+/// An ECDSA key's package is the FROST package of its curve: its key is SEC1 compressed.
 pub fn group_public_key(scheme: Scheme, public_key_package: &[u8]) -> Option<Vec<u8>> {
     fn get<C: FrostScheme>(pkp: &[u8]) -> Option<Vec<u8>> {
         let pkp = canonical::decode::<PublicKeyPackage<C>>(pkp, None, "pkp").ok()?;
@@ -254,6 +293,23 @@ pub fn group_public_key(scheme: Scheme, public_key_package: &[u8]) -> Option<Vec
         Scheme::FrostSecp256k1Taproot => {
             get::<frost_secp256k1_tr::Secp256K1Sha256TR>(public_key_package)
         }
+        Scheme::EcdsaSecp256k1 => get::<frost_secp256k1::Secp256K1Sha256>(public_key_package),
+        Scheme::EcdsaP256 => get::<frost_p256::P256Sha256>(public_key_package),
+    }
+}
+
+/// The FROST key package (canonical encoding) in a stored share of `scheme`: the share itself
+/// for FROST schemes, its FROST form for ECDSA. For checkers that inspect stored shares.
+pub fn frost_key_package(scheme: Scheme, share: &SecretBytes) -> Result<SecretBytes, StartError> {
+    match scheme {
+        Scheme::FrostEd25519
+        | Scheme::FrostSecp256k1
+        | Scheme::FrostP256
+        | Scheme::FrostSecp256k1Taproot => Ok(share.clone()),
+        Scheme::EcdsaSecp256k1 => {
+            crate::node::ecdsa::frost_key_package::<Secp256k1>(share.expose())
+        }
+        Scheme::EcdsaP256 => crate::node::ecdsa::frost_key_package::<Secp256r1>(share.expose()),
     }
 }
 
@@ -264,6 +320,7 @@ pub fn start_reshare(
     config: ReshareConfig,
     old_key_package: Option<&SecretBytes>,
     old_public_key_package: &[u8],
+    ecdsa: EcdsaRunParams,
     seed: &Seed,
     now: Instant,
 ) -> Result<Box<dyn ErasedSession>, StartError> {
@@ -299,5 +356,11 @@ pub fn start_reshare(
         Scheme::FrostSecp256k1Taproot => {
             make::<frost_secp256k1_tr::Secp256K1Sha256TR>(config, kp, pkp, seed, now)
         }
+        Scheme::EcdsaSecp256k1 => Ok(Box::new(EcdsaNodeReshare::<Secp256k1>::new(
+            config, kp, pkp, ecdsa, seed, now,
+        )?)),
+        Scheme::EcdsaP256 => Ok(Box::new(EcdsaNodeReshare::<Secp256r1>::new(
+            config, kp, pkp, ecdsa, seed, now,
+        )?)),
     }
 }

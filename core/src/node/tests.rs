@@ -98,10 +98,30 @@ struct Cluster {
     transcript: Transcript,
     /// Extra delay added to every message sent by these nodes (a slow node).
     slow: BTreeMap<ParticipantId, u64>,
+    /// Answer `GeneratePrimes` with the committed fixture primes.
+    fixture_primes: bool,
 }
+
+/// Safe primes for nodes 1..=5 (public test fixtures, `core/tests/fixtures/ecdsa/`).
+const FIXTURE_PRIMES: [&str; 5] = [
+    include_str!("../../tests/fixtures/ecdsa/primes-p1.json"),
+    include_str!("../../tests/fixtures/ecdsa/primes-p2.json"),
+    include_str!("../../tests/fixtures/ecdsa/primes-p3.json"),
+    include_str!("../../tests/fixtures/ecdsa/primes-p4.json"),
+    include_str!("../../tests/fixtures/ecdsa/primes-p5.json"),
+];
 
 impl Cluster {
     fn new(n: u16, seed: u64, tweak: impl Fn(&mut NodeConfig)) -> Cluster {
+        Cluster::build(n, seed, tweak, false)
+    }
+
+    /// A cluster whose nodes get the committed fixture primes whenever they ask for primes.
+    fn with_fixture_primes(n: u16, seed: u64, tweak: impl Fn(&mut NodeConfig)) -> Cluster {
+        Cluster::build(n, seed, tweak, true)
+    }
+
+    fn build(n: u16, seed: u64, tweak: impl Fn(&mut NodeConfig), fixture_primes: bool) -> Cluster {
         let members: BTreeMap<_, _> = (1..=n).map(|i| (pid(i), NodeRole::Tee)).collect();
         let mut c = Cluster {
             nodes: BTreeMap::new(),
@@ -116,6 +136,7 @@ impl Cluster {
             events: BTreeMap::new(),
             transcript: Transcript::new(),
             slow: BTreeMap::new(),
+            fixture_primes,
         };
         for id in members.keys() {
             let mut cfg = NodeConfig::new(*id, members.clone());
@@ -223,6 +244,25 @@ impl Cluster {
                     self.transcript
                         .record(&format!("event {id}"), format!("{e:?}").as_bytes());
                     self.events.entry(id).or_default().push(e);
+                }
+                // Only the ECDSA tests supply primes (the committed fixtures: public, test-only).
+                Output::GeneratePrimes { count } => {
+                    if self.fixture_primes {
+                        let now = self.now;
+                        for _ in 0..count {
+                            let primes = crate::ecdsa::SafePrimes::from_json(
+                                FIXTURE_PRIMES[usize::from(id.get() - 1) % FIXTURE_PRIMES.len()],
+                            )
+                            .unwrap();
+                            if let Some(node) = self.nodes.get_mut(&id) {
+                                node.handle_input(Input::Primes {
+                                    at: now,
+                                    primes: Some(primes),
+                                })
+                                .unwrap();
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -338,6 +378,10 @@ fn verify(scheme: Scheme, public_key: &[u8], message: &[u8], sig: &[u8]) -> bool
         Scheme::FrostSecp256k1 => keyshard_verifier::frost_secp256k1(public_key, message, sig),
         Scheme::FrostP256 => keyshard_verifier::frost_p256(public_key, message, sig),
         Scheme::FrostSecp256k1Taproot => keyshard_verifier::bip340(public_key, message, sig),
+        Scheme::EcdsaSecp256k1 => {
+            keyshard_verifier::ecdsa_secp256k1_recoverable(public_key, message, sig)
+        }
+        Scheme::EcdsaP256 => keyshard_verifier::ecdsa_p256(public_key, message, sig),
     }
     .is_ok()
 }
@@ -766,13 +810,26 @@ fn sign_and_verify(
             messages: vec![message.clone()],
         },
     );
-    let Ok(Response::Signed {
-        signatures,
-        version,
-        ..
-    }) = c.await_answer(at, rid)
-    else {
-        panic!("signing {rid} failed");
+    let (signatures, version) = match c.await_answer(at, rid) {
+        Ok(Response::Signed {
+            signatures,
+            version,
+            ..
+        }) => (signatures, version),
+        other => {
+            let failures: Vec<_> = c
+                .events
+                .values()
+                .flatten()
+                .filter(|e| {
+                    matches!(
+                        e,
+                        Event::SessionFailed { .. } | Event::PeerMisbehaved { .. }
+                    )
+                })
+                .collect();
+            panic!("signing {rid} failed: {other:?}; {failures:?}")
+        }
     };
     assert!(verify(scheme, public_key, &message, &signatures[0]));
     version
@@ -1333,4 +1390,80 @@ fn a_threshold_above_the_participants_is_a_bad_request() {
         .all(|n| !n.registry().requests.contains_key("r1")
             && !n.registry().requests.contains_key("rs1")
             && !n.registry().requests.contains_key("rs2")));
+}
+
+/// ECDSA keys end to end through the node state machine: DKG (FROST DKG on the curve + aux info
+/// generated from the nodes' primes), signing from a follower (verified by RustCrypto with key
+/// recovery), a second key on the other curve that reuses the aux info (no primes spent), a
+/// reshare to a new member set and threshold (fresh aux info for it), the old version gone.
+#[test]
+fn ecdsa_keys_are_created_signed_and_reshared_by_the_cluster() {
+    let mut c = Cluster::with_fixture_primes(3, 61, |cfg| {
+        cfg.prime_pool_depth = 1;
+        cfg.rotation_interval = Duration::ZERO;
+    });
+    assert!(c.run_until(30_000, |c| c.leader().is_some()));
+    assert!(c.nodes.values().all(|n| n.primes_ready() == 1));
+    let f = follower(&c);
+    let k1 = created_public_key(create(&mut c, f, "e1", "eth", Scheme::EcdsaSecp256k1, 2));
+    assert_eq!(k1.len(), 33, "SEC1 compressed");
+    // Each node spent its primes on the aux info, and got new ones from the driver.
+    assert_eq!(
+        sign_and_verify(&mut c, f, "s1", "eth", Scheme::EcdsaSecp256k1, &k1),
+        KeyVersion(1)
+    );
+    // A batch: one signature per message, every one verified.
+    let messages = vec![b"first".to_vec(), b"second".to_vec()];
+    c.client(
+        f,
+        "s2",
+        Request::Sign {
+            key: KeyId::new("eth").unwrap(),
+            messages: messages.clone(),
+        },
+    );
+    let Ok(Response::Signed { signatures, .. }) = c.await_answer(f, "s2") else {
+        panic!("batch signing failed");
+    };
+    assert_eq!(signatures.len(), 2);
+    for (m, s) in messages.iter().zip(&signatures) {
+        assert!(verify(Scheme::EcdsaSecp256k1, &k1, m, s));
+        assert!(!verify(Scheme::EcdsaSecp256k1, &k1, b"other", s));
+    }
+    let dkgs_before: Vec<u64> = c.nodes.values().map(|n| n.stats.dkg_sessions).collect();
+    let k2 = created_public_key(create(&mut c, f, "e2", "p256", Scheme::EcdsaP256, 2));
+    // Same members: the aux info of the first key is reused, so no node took primes.
+    assert!(c.nodes.values().all(|n| n.primes_ready() == 1));
+    assert!(c
+        .nodes
+        .values()
+        .zip(&dkgs_before)
+        .all(|(n, before)| n.stats.dkg_sessions == before + 1));
+    sign_and_verify(&mut c, f, "s3", "p256", Scheme::EcdsaP256, &k2);
+
+    // Reshare the secp256k1 key from 2-of-3 to 2-of-2 on nodes 1 and 2: new aux info for them.
+    let members: BTreeSet<ParticipantId> = [pid(1), pid(2)].into();
+    let Ok(Response::Reshared {
+        version,
+        public_key,
+        ..
+    }) = reshare(&mut c, f, "r1", "eth", Some(2), Some(members.clone()))
+    else {
+        panic!("ECDSA reshare failed");
+    };
+    assert_eq!(version, KeyVersion(2));
+    assert_eq!(public_key, k1, "resharing keeps the public key");
+    let key = KeyId::new("eth").unwrap();
+    assert!(all_at_version(&mut c, &key, KeyVersion(2)));
+    assert!(c.run_until(10_000, |c| c.nodes.iter().all(|(id, n)| n
+        .share_versions(&key)
+        == if members.contains(id) {
+            vec![KeyVersion(2)]
+        } else {
+            vec![]
+        })));
+    assert_eq!(
+        sign_and_verify(&mut c, f, "s4", "eth", Scheme::EcdsaSecp256k1, &k1),
+        KeyVersion(2)
+    );
 }

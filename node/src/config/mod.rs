@@ -40,6 +40,11 @@
 //! [probes]                              # peer responsiveness probes (leader scoring)
 //! interval = "2s"
 //! timeout = "5s"                        # at least the interval
+//!
+//! [ecdsa]                               # threshold ECDSA (ecdsa-cggmp24-* keys)
+//! prime_pool = 2                        # safe-prime sets kept ready; 0 = never generate
+//! primes_file = "/etc/keyshard/primes.json"   # optional: one pregenerated set, loaded at start
+//! round = "120s"                        # per round of aux info and signing (Paillier proofs)
 //! ```
 //!
 //! Defaults are those of `keyshard_core::node::NodeConfig::new`. Unknown fields are refused;
@@ -117,6 +122,12 @@ pub struct Config {
     pub probe_interval: Duration,
     /// When an unanswered probe counts as a timeout.
     pub probe_timeout: Duration,
+    /// Safe-prime sets kept ready for ECDSA aux info (0: never generate).
+    pub prime_pool: usize,
+    /// A file with one pregenerated set of safe primes (JSON), fed to the node at start.
+    pub primes_file: Option<PathBuf>,
+    /// Per-round deadline of ECDSA aux info and signing.
+    pub ecdsa_round_timeout: Duration,
 }
 
 /// A cluster member.
@@ -273,6 +284,8 @@ impl Config {
         c.joining = self.joining;
         c.probe_interval = self.probe_interval;
         c.probe_timeout = self.probe_timeout;
+        c.prime_pool_depth = self.prime_pool;
+        c.ecdsa_round_timeout = self.ecdsa_round_timeout;
         c
     }
 }
@@ -495,7 +508,28 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
 
+    let prime_pool = match raw.ecdsa.prime_pool {
+        None => d.prime_pool_depth,
+        Some(n) if (0..=64).contains(&n) => n as usize,
+        Some(n) => return Err(invalid("ecdsa.prime_pool", n, "must be 0 to 64")),
+    };
+    let primes_file = raw
+        .ecdsa
+        .primes_file
+        .as_deref()
+        .map(|p| path("ecdsa.primes_file", p))
+        .transpose()?;
+    let ecdsa_round_timeout = duration(
+        "ecdsa.round",
+        raw.ecdsa.round.as_deref(),
+        d.ecdsa_round_timeout,
+        false,
+    )?;
+
     Ok(Config {
+        prime_pool,
+        primes_file,
+        ecdsa_round_timeout,
         node_id,
         listen,
         peers,

@@ -33,6 +33,8 @@ pub struct RawConfig {
     pub tasks: RawTasks,
     #[serde(default)]
     pub probes: RawProbes,
+    #[serde(default)]
+    pub ecdsa: RawEcdsa,
 }
 
 #[derive(Deserialize)]
@@ -81,4 +83,12 @@ pub struct RawTasks {
 pub struct RawProbes {
     pub interval: Option<String>,
     pub timeout: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEcdsa {
+    pub prime_pool: Option<i64>,
+    pub primes_file: Option<String>,
+    pub round: Option<String>,
 }

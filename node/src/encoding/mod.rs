@@ -10,6 +10,8 @@
 //! | `frost-secp256k1` | 33 bytes SEC1 compressed | `id-ecPublicKey` + `secp256k1` (1.3.132.0.10) | 65 bytes `R` (33, compressed) `‖ z` (RFC 9591) |
 //! | `frost-p256` | 33 bytes SEC1 compressed | `id-ecPublicKey` + `prime256v1` (1.2.840.10045.3.1.7) | 65 bytes, as above |
 //! | `frost-secp256k1-tr` | 33 bytes SEC1 compressed (32-byte x-only also accepted) | the BIP-340 key: `secp256k1` point with x and even y | 64 bytes BIP-340 `r ‖ s` |
+//! | `ecdsa-cggmp24-secp256k1` | 33 bytes SEC1 compressed | `id-ecPublicKey` + `secp256k1` | 65 bytes `r ‖ s ‖ v` (low-S; `v` the recovery id 0/1); [`ecdsa_der`] gives DER |
+//! | `ecdsa-cggmp24-p256` | 33 bytes SEC1 compressed | `id-ecPublicKey` + `prime256v1` | 64 bytes `r ‖ s` (low-S); [`ecdsa_der`] gives DER |
 //!
 //! The FROST secp256k1 and P-256 signatures are Schnorr signatures of RFC 9591 whose `R` is a
 //! full compressed point: 65 bytes, with no shorter standard form (they are not ECDSA).
@@ -70,9 +72,31 @@ fn err(scheme: Scheme, what: impl Into<String>) -> EncodingError {
 /// The length of the scheme's signatures, as the core emits them.
 pub const fn signature_len(scheme: Scheme) -> usize {
     match scheme {
-        Scheme::FrostEd25519 | Scheme::FrostSecp256k1Taproot => 64,
-        Scheme::FrostSecp256k1 | Scheme::FrostP256 => 65,
+        Scheme::FrostEd25519 | Scheme::FrostSecp256k1Taproot | Scheme::EcdsaP256 => 64,
+        Scheme::FrostSecp256k1 | Scheme::FrostP256 | Scheme::EcdsaSecp256k1 => 65,
     }
+}
+
+/// The DER encoding (`SEQUENCE { INTEGER r, INTEGER s }`) of an ECDSA signature as the core emits
+/// it (`r ‖ s`, plus `v` for secp256k1), as OpenSSL and X.509 verifiers take it.
+pub fn ecdsa_der(scheme: Scheme, signature: &[u8]) -> Result<Vec<u8>, EncodingError> {
+    if scheme.ecdsa().is_none() {
+        return Err(err(scheme, "not an ECDSA scheme"));
+    }
+    let want = signature_len(scheme);
+    if signature.len() != want {
+        return Err(err(
+            scheme,
+            format!("a signature is {want} bytes, got {}", signature.len()),
+        ));
+    }
+    let der = match scheme {
+        Scheme::EcdsaSecp256k1 => k256::ecdsa::Signature::from_slice(&signature[..64])
+            .map(|s| s.to_der().as_bytes().to_vec()),
+        _ => p256::ecdsa::Signature::from_slice(&signature[..64])
+            .map(|s| s.to_der().as_bytes().to_vec()),
+    };
+    der.map_err(|_| err(scheme, "r or s is zero or not below the group order"))
 }
 
 /// Hex of a signature after checking its length for the scheme.
@@ -91,7 +115,7 @@ pub fn signature_hex(scheme: Scheme, signature: &[u8]) -> Result<String, Encodin
 pub fn public_key(scheme: Scheme, key: &[u8]) -> Result<PublicKeyText, EncodingError> {
     let (pem, bip340_hex) = match scheme {
         Scheme::FrostEd25519 => (ed25519_pem(key)?, None),
-        Scheme::FrostSecp256k1 => {
+        Scheme::FrostSecp256k1 | Scheme::EcdsaSecp256k1 => {
             compressed(scheme, key)?;
             let pk = k256::PublicKey::from_sec1_bytes(key)
                 .map_err(|_| err(scheme, "not a point on secp256k1"))?;
@@ -101,7 +125,7 @@ pub fn public_key(scheme: Scheme, key: &[u8]) -> Result<PublicKeyText, EncodingE
                 None,
             )
         }
-        Scheme::FrostP256 => {
+        Scheme::FrostP256 | Scheme::EcdsaP256 => {
             compressed(scheme, key)?;
             let pk = p256::PublicKey::from_sec1_bytes(key)
                 .map_err(|_| err(scheme, "not a point on P-256"))?;

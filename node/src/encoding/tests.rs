@@ -237,8 +237,10 @@ fn openssl_accepts_every_pem() {
         assert!(ok, "openssl refused the {scheme} PEM: {text}");
         let expect = match scheme {
             Scheme::FrostEd25519 => "ED25519",
-            Scheme::FrostSecp256k1 | Scheme::FrostSecp256k1Taproot => "secp256k1",
-            Scheme::FrostP256 => "prime256v1",
+            Scheme::FrostSecp256k1 | Scheme::FrostSecp256k1Taproot | Scheme::EcdsaSecp256k1 => {
+                "secp256k1"
+            }
+            Scheme::FrostP256 | Scheme::EcdsaP256 => "prime256v1",
         };
         assert!(text.contains(expect), "{scheme}: {text}");
     }

@@ -43,6 +43,15 @@ macro_rules! with_suite {
                 type $c = frost_secp256k1_tr::Secp256K1Sha256TR;
                 $body
             }
+            // ECDSA shares are checked in their FROST form (`frost_form`), on the same curve.
+            Scheme::EcdsaSecp256k1 => {
+                type $c = frost_secp256k1::Secp256K1Sha256;
+                $body
+            }
+            Scheme::EcdsaP256 => {
+                type $c = frost_p256::P256Sha256;
+                $body
+            }
         }
     };
 }
@@ -64,9 +73,19 @@ fn share_info<C: Ciphersuite>(bytes: &[u8]) -> Result<ShareInfo, String> {
     })
 }
 
+/// A stored share as a FROST key package: unchanged for FROST schemes; an ECDSA share's
+/// cggmp24 key share converted by the core (same curve, same secret scalar).
+fn frost_form(scheme: Scheme, bytes: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
+    let share = keyshard_core::persist::SecretBytes::new(bytes.to_vec());
+    keyshard_core::node::sessions::frost_key_package(scheme, &share)
+        .map(|kp| Zeroizing::new(kp.expose().to_vec()))
+        .map_err(|e| format!("{e:?}"))
+}
+
 /// Decodes a stored share of `scheme`.
 pub fn decode_share(scheme: Scheme, bytes: &[u8]) -> Result<ShareInfo, String> {
-    with_suite!(scheme, C => share_info::<C>(bytes))
+    let kp = frost_form(scheme, bytes)?;
+    with_suite!(scheme, C => share_info::<C>(&kp))
 }
 
 /// What a public key package says.
@@ -133,7 +152,12 @@ pub fn reconstruct(
     scheme: Scheme,
     shares: &[&[u8]],
 ) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), String> {
-    with_suite!(scheme, C => reconstruct_with::<C>(shares))
+    let forms = shares
+        .iter()
+        .map(|s| frost_form(scheme, s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let forms: Vec<&[u8]> = forms.iter().map(|f| f.as_slice()).collect();
+    with_suite!(scheme, C => reconstruct_with::<C>(&forms))
 }
 
 /// Verifies `signature` on `message` under the standard-encoded `public_key` with the
@@ -151,6 +175,10 @@ pub fn verify(
         }
         Scheme::FrostP256 => keyshard_verifier::frost_p256(public_key, message, signature),
         Scheme::FrostSecp256k1Taproot => keyshard_verifier::bip340(public_key, message, signature),
+        Scheme::EcdsaSecp256k1 => {
+            keyshard_verifier::ecdsa_secp256k1_recoverable(public_key, message, signature)
+        }
+        Scheme::EcdsaP256 => keyshard_verifier::ecdsa_p256(public_key, message, signature),
     };
     r.map_err(|e| format!("{e:?}"))
 }

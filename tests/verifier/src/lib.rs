@@ -247,6 +247,31 @@ pub fn ecdsa_secp256k1_recover(
     Ok(key.to_encoded_point(true).as_bytes().to_vec())
 }
 
+/// A 65-byte `r || s || v` secp256k1 signature (what keyshard's nodes return): [`ecdsa_secp256k1`]
+/// accepts `r || s`, and k256's key recovery with `v` finds `public_key` (SEC1, either form).
+pub fn ecdsa_secp256k1_recoverable(
+    public_key: &[u8],
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), VerifyError> {
+    let sig: &[u8; 65] = signature.try_into().map_err(|_| {
+        VerifyError::BadSignature(format!("expected 65 bytes, got {}", signature.len()))
+    })?;
+    ecdsa_secp256k1(public_key, message, &sig[..64])?;
+    let key = k256::PublicKey::from_sec1_bytes(public_key)
+        .map_err(|e| VerifyError::BadPublicKey(e.to_string()))?;
+    let recovered = ecdsa_secp256k1_recover(message, sig)?;
+    if recovered != key.to_sec1_bytes().as_ref() && recovered != compress(&key) {
+        return Err(VerifyError::Mismatch);
+    }
+    Ok(())
+}
+
+fn compress(key: &k256::PublicKey) -> Vec<u8> {
+    use k256::elliptic_curve::sec1::ToEncodedPoint;
+    key.to_encoded_point(true).as_bytes().to_vec()
+}
+
 /// [`ecdsa_secp256k1`] for a signature over a 32-byte prehash instead of a message.
 pub fn ecdsa_secp256k1_prehash(
     public_key: &[u8],

@@ -1,0 +1,1464 @@
+//! ECDSA keys as the node runs them: the runs behind `CreateKey`, `Sign` and `Reshare` for the
+//! `ecdsa-cggmp24-*` schemes, composed from the core's sessions and driven like every other
+//! [`ErasedSession`].
+//!
+//! - **Key generation** ([`EcdsaNodeDkg`]): the hardened FROST DKG on the same curve (secp256k1
+//!   or P-256 group, echo and confirmation rounds, every fault named), whose shares become
+//!   cggmp24 key shares with evaluation points `x = participant id`
+//!   ([`keygen_output_of`]), then the **aux stage** below. Using one dealerless DKG and one
+//!   resharing protocol for every scheme keeps a single set of verifiable checks, and keys with
+//!   `x = id` reshare to any member set. (cggmp24's own key generation, in
+//!   [`crate::ecdsa::EcdsaKeygen`], places shares at `x = 1..n` by position, which cannot be
+//!   reshared among other ids.)
+//! - **Aux stage** ([`AuxStage`]): Paillier keys and ring-Pedersen parameters belong to a member
+//!   set, not to a key (cggmp24's aux info takes no key and no curve), so a node reuses aux info
+//!   it already holds for exactly the same members, from another ECDSA key share. One round
+//!   decides: every member offers the digests of the public aux data it holds for these members;
+//!   if one digest is held by all, everyone reuses it; otherwise they run aux info generation,
+//!   which takes one set of this node's pregenerated safe primes ([`ErasedSession::wants_primes`]).
+//!   Generating aux info is tens of seconds of CPU per party; reusing it is free.
+//! - **Signing** ([`EcdsaNodeSign`]): cggmp24's full interactive protocol (presigning and signing
+//!   in one run) per message, on the SHA-256 hash of the **full message**: the hash is fixed before
+//!   any nonce is drawn, the use cggmp24 documents as safe against CVE-2025-66017. The signers
+//!   send the signatures to the coordinator, which verifies each against the group key.
+//! - **Resharing** ([`EcdsaNodeReshare`]): the FROST resharing session on the same curve (see
+//!   [`crate::ecdsa::reshare`]), then the aux stage among the new members.
+//!
+//! A stored share ([`encode_share`]) is the members in index order and cggmp24's key share (JSON,
+//! validated by cggmp24 when decoded), so a signer needs nothing from the registry.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use cggmp24::generic_ec::coords::{AlwaysHasAffineX, HasAffineX};
+use cggmp24::generic_ec::{NonZero, Point, Scalar};
+use cggmp24::key_share::{DirtyAuxInfo, Validate};
+use cggmp24::KeyShare;
+use frost_core::keys::PublicKeyPackage;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use super::sessions::{library_failure, ErasedOutput, ErasedSession, ReshareShare, StartError};
+use crate::ecdsa::reshare::{frost_key_of, keygen_output_of};
+use crate::ecdsa::{
+    AuxConfig, EcdsaAux, EcdsaAuxOutput, EcdsaCurve, EcdsaInteractiveSign, EcdsaKey,
+    EcdsaSignature, Level, SafePrimes, SignersConfig,
+};
+use crate::frost::{canonical, DkgConfig, FrostDkg, SignConfig};
+use crate::ids::ParticipantId;
+use crate::persist::SecretBytes;
+use crate::reshare::{FrostReshare, ReshareConfig, ReshareOutput};
+use crate::rng::Seed;
+use crate::session::{
+    Failure, FailureKind, Frame, Payload, Rejection, Session, SessionInput, SessionOutput,
+};
+use crate::time::{Duration, Instant};
+
+type Frost<E> = <E as EcdsaCurve>::Frost;
+
+/// A message of the key-generation or reshare phase (the FROST session's payload inside).
+const KIND_FROST: u8 = 1;
+/// An aux offer: the digests of reusable aux info the sender holds for these members.
+const KIND_AUX_OFFER: u8 = 2;
+/// A message of the aux info protocol (the cggmp24 session's payload inside).
+const KIND_AUX: u8 = 3;
+/// A message of one message's signing run: its index (u16) and the run's payload.
+const KIND_SIGN_RUN: u8 = 4;
+/// A signer's signatures, to the coordinator: one field per message.
+const KIND_SIGN_RESULT: u8 = 5;
+/// A signer's run failed: the culprits it names (u16 each), to the coordinator.
+const KIND_SIGN_ABORT: u8 = 6;
+
+/// At most this many aux digests are offered (and accepted) per member.
+const MAX_OFFERS: usize = 16;
+/// Messages kept for a stage that has not started here yet, per run.
+const MAX_EARLY: usize = 256;
+/// The rounds of cggmp24's interactive signing, for the coordinator's deadline.
+const SIGN_ROUNDS: u32 = 5;
+
+const SHARE_MAGIC: &[u8; 8] = b"ksecdsa1";
+
+// ---------------------------------------------------------------------------------------------
+// Stored shares
+// ---------------------------------------------------------------------------------------------
+
+/// Encodes a stored ECDSA share: magic, member count (u16), member ids (u16 each), cggmp24's key
+/// share as JSON. Secret.
+pub fn encode_share<E: EcdsaCurve>(key: &EcdsaKey<E>) -> Result<SecretBytes, String>
+where
+    NonZero<Point<E>>: AlwaysHasAffineX<E>,
+{
+    let json = Zeroizing::new(serde_json::to_vec(&key.share).map_err(|e| e.to_string())?);
+    let count = u16::try_from(key.parties.len()).map_err(|_| "too many members".to_string())?;
+    let mut out = Vec::with_capacity(10 + 2 * key.parties.len() + json.len());
+    out.extend_from_slice(SHARE_MAGIC);
+    out.extend_from_slice(&count.to_be_bytes());
+    for p in &key.parties {
+        out.extend_from_slice(&p.get().to_be_bytes());
+    }
+    out.extend_from_slice(&json);
+    Ok(SecretBytes::new(out))
+}
+
+/// The members of a stored share (cheap: no JSON), if the bytes have the stored-share layout.
+pub fn share_parties(bytes: &[u8]) -> Option<Vec<ParticipantId>> {
+    split_share(bytes).map(|(p, _)| p)
+}
+
+fn split_share(bytes: &[u8]) -> Option<(Vec<ParticipantId>, &[u8])> {
+    let rest = bytes.strip_prefix(SHARE_MAGIC.as_slice())?;
+    let (count, rest) = rest.split_first_chunk::<2>()?;
+    let count = usize::from(u16::from_be_bytes(*count));
+    if rest.len() < 2 * count {
+        return None;
+    }
+    let (ids, json) = rest.split_at(2 * count);
+    let parties: Vec<ParticipantId> = ids
+        .chunks_exact(2)
+        .map(|c| ParticipantId::new(u16::from_be_bytes([c[0], c[1]])))
+        .collect::<Option<_>>()?;
+    // Strictly increasing: the index order every member derives from the id set.
+    if parties.windows(2).any(|w| w[0] >= w[1]) {
+        return None;
+    }
+    Some((parties, json))
+}
+
+/// Decodes a stored share; cggmp24 validates the key share while decoding (the secret share
+/// matches its public share, the public shares lie on one polynomial, Paillier key sizes).
+pub fn decode_share<E: EcdsaCurve>(bytes: &[u8]) -> Result<EcdsaKey<E>, StartError>
+where
+    NonZero<Point<E>>: AlwaysHasAffineX<E>,
+{
+    let bad = StartError::BadKeyMaterial;
+    let (parties, json) = split_share(bytes).ok_or(bad("stored ECDSA share: bad layout"))?;
+    let share: KeyShare<E, Level> =
+        serde_json::from_slice(json).map_err(|_| bad("stored ECDSA share does not decode"))?;
+    if share.core.public_shares.len() != parties.len() {
+        return Err(bad("stored ECDSA share: member count differs"));
+    }
+    Ok(EcdsaKey { share, parties })
+}
+
+/// The FROST key package (canonical encoding) inside a stored ECDSA share: the share as the
+/// resharing protocol and the simulator's checkers see it.
+pub fn frost_key_package<E: EcdsaCurve>(bytes: &[u8]) -> Result<SecretBytes, StartError>
+where
+    NonZero<Point<E>>: AlwaysHasAffineX<E>,
+{
+    let key = decode_share::<E>(bytes)?;
+    let (kp, _) = frost_key_of::<E>(&key.share.core, &key.parties)
+        .map_err(|_| StartError::BadKeyMaterial("stored ECDSA share has no FROST form"))?;
+    canonical::encode(&kp)
+        .map(SecretBytes::new)
+        .map_err(|_| StartError::BadKeyMaterial("could not encode the FROST key package"))
+}
+
+/// The public parts of aux info that every member holds identically.
+fn aux_digest(aux: &DirtyAuxInfo<Level>, parties: &[ParticipantId]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"keyshard/ecdsa/aux-public/v1");
+    h.update((parties.len() as u64).to_be_bytes());
+    for p in parties {
+        h.update(p.get().to_be_bytes());
+    }
+    for (n, pp) in aux.N.iter().zip(&aux.pedersen_params) {
+        for x in [n, &pp.hat_N, &pp.s, &pp.t] {
+            let s = x.to_string();
+            h.update((s.len() as u64).to_be_bytes());
+            h.update(s.as_bytes());
+        }
+    }
+    h.finalize().into()
+}
+
+/// Aux info this node holds for one member set, found in its stored ECDSA shares: what an aux
+/// stage may reuse. Secret (this node's Paillier primes).
+pub struct AuxCandidate {
+    digest: [u8; 32],
+    aux: EcdsaAuxOutput,
+}
+
+impl std::fmt::Debug for AuxCandidate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuxCandidate")
+            .field("digest", &hex_short(&self.digest))
+            .finish_non_exhaustive()
+    }
+}
+
+fn hex_short(d: &[u8; 32]) -> String {
+    d[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The aux info inside a stored share of either curve, if the share is for exactly `parties`.
+pub fn aux_candidate(
+    scheme: crate::ecdsa::EcdsaScheme,
+    share: &[u8],
+    parties: &BTreeSet<ParticipantId>,
+) -> Option<AuxCandidate> {
+    fn of<E: EcdsaCurve>(share: &[u8]) -> Option<AuxCandidate>
+    where
+        NonZero<Point<E>>: AlwaysHasAffineX<E>,
+    {
+        let key = decode_share::<E>(share).ok()?;
+        let dirty: DirtyAuxInfo<Level> = key.share.aux.clone();
+        let digest = aux_digest(&dirty, &key.parties);
+        let aux = dirty.validate().ok()?;
+        Some(AuxCandidate {
+            digest,
+            aux: EcdsaAuxOutput {
+                aux,
+                parties: key.parties,
+            },
+        })
+    }
+    let listed = share_parties(share)?;
+    if listed.len() != parties.len() || !listed.iter().eq(parties.iter()) {
+        return None;
+    }
+    match scheme {
+        crate::ecdsa::EcdsaScheme::Secp256k1 => of::<cggmp24::supported_curves::Secp256k1>(share),
+        crate::ecdsa::EcdsaScheme::P256 => of::<cggmp24::supported_curves::Secp256r1>(share),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Framing shared by the runs
+// ---------------------------------------------------------------------------------------------
+
+fn wrap(kind: u8, inner: &Payload) -> Payload {
+    Payload::new(Frame::new(kind, vec![inner.as_bytes().to_vec()]).encode())
+}
+
+fn decode_outer(payload: &[u8]) -> Result<Frame, Rejection> {
+    Frame::decode(payload).map_err(Rejection::BadFrame)
+}
+
+fn single_field(frame: &Frame) -> Result<&[u8], Rejection> {
+    match frame.fields.as_slice() {
+        [inner] => Ok(inner),
+        other => Err(Rejection::WrongCount {
+            field: "inner message",
+            expected: 1,
+            actual: other.len(),
+        }),
+    }
+}
+
+fn failure(kind: FailureKind, culprits: BTreeSet<ParticipantId>) -> Failure {
+    Failure { kind, culprits }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The aux stage
+// ---------------------------------------------------------------------------------------------
+
+/// What an aux stage produces for its owner.
+enum AuxEvent {
+    Send(ParticipantId, Payload),
+    Misbehaved(ParticipantId, Rejection),
+    Done(Result<EcdsaAuxOutput, Failure>),
+}
+
+enum AuxState {
+    /// Waiting for every member's offer.
+    Offering,
+    /// Fresh aux info is needed; waiting for the driver's primes.
+    WantPrimes,
+    /// Running aux info generation.
+    Running(Box<EcdsaAux>),
+    /// Ended (the result was emitted).
+    Finished,
+}
+
+/// Decides between reusing aux info and generating it, then yields it (see the module docs).
+struct AuxStage {
+    me: ParticipantId,
+    parties: BTreeSet<ParticipantId>,
+    session_id: Vec<u8>,
+    round_timeout: Duration,
+    seed: Seed,
+    mine: BTreeMap<[u8; 32], EcdsaAuxOutput>,
+    offers: BTreeMap<ParticipantId, BTreeSet<[u8; 32]>>,
+    early: Vec<(ParticipantId, Vec<u8>)>,
+    state: AuxState,
+    deadline: Instant,
+    events: VecDeque<AuxEvent>,
+}
+
+impl AuxStage {
+    fn start(
+        config: AuxConfig,
+        candidates: Vec<AuxCandidate>,
+        seed: Seed,
+        now: Instant,
+    ) -> AuxStage {
+        let mut mine = BTreeMap::new();
+        for c in candidates {
+            let listed: Vec<ParticipantId> = config.participants.iter().copied().collect();
+            if c.aux.parties == listed && mine.len() < MAX_OFFERS {
+                mine.insert(c.digest, c.aux);
+            }
+        }
+        let offer = Frame::new(
+            KIND_AUX_OFFER,
+            mine.keys().map(|d| d.to_vec()).collect::<Vec<_>>(),
+        )
+        .encode();
+        let mut stage = AuxStage {
+            me: config.me,
+            parties: config.participants,
+            session_id: config.session_id,
+            round_timeout: config.round_timeout,
+            seed,
+            offers: BTreeMap::new(),
+            early: Vec::new(),
+            state: AuxState::Offering,
+            deadline: now.saturating_add(config.round_timeout),
+            events: VecDeque::new(),
+            mine,
+        };
+        for to in stage.parties.clone() {
+            if to != stage.me {
+                stage
+                    .events
+                    .push_back(AuxEvent::Send(to, Payload::new(offer.clone())));
+            }
+        }
+        let own: BTreeSet<[u8; 32]> = stage.mine.keys().copied().collect();
+        stage.offers.insert(stage.me, own);
+        stage.decide(now);
+        stage
+    }
+
+    fn on_message(&mut self, from: ParticipantId, frame: &Frame, now: Instant) {
+        if !self.parties.contains(&from) || from == self.me {
+            return self
+                .events
+                .push_back(AuxEvent::Misbehaved(from, Rejection::NotAParticipant));
+        }
+        match frame.kind {
+            KIND_AUX_OFFER => {
+                if !matches!(self.state, AuxState::Offering) {
+                    return self
+                        .events
+                        .push_back(AuxEvent::Misbehaved(from, Rejection::StaleRound));
+                }
+                if self.offers.contains_key(&from) {
+                    return self
+                        .events
+                        .push_back(AuxEvent::Misbehaved(from, Rejection::AlreadyReceived));
+                }
+                if frame.fields.len() > MAX_OFFERS {
+                    return self.events.push_back(AuxEvent::Misbehaved(
+                        from,
+                        Rejection::WrongCount {
+                            field: "aux offers",
+                            expected: MAX_OFFERS,
+                            actual: frame.fields.len(),
+                        },
+                    ));
+                }
+                let mut digests = BTreeSet::new();
+                for f in &frame.fields {
+                    let Ok(d) = <[u8; 32]>::try_from(f.as_slice()) else {
+                        return self.events.push_back(AuxEvent::Misbehaved(
+                            from,
+                            Rejection::WrongSize {
+                                field: "aux offer",
+                                expected: 32,
+                                actual: f.len(),
+                            },
+                        ));
+                    };
+                    digests.insert(d);
+                }
+                self.offers.insert(from, digests);
+                self.decide(now);
+            }
+            KIND_AUX => {
+                let inner = match single_field(frame) {
+                    Ok(i) => i.to_vec(),
+                    Err(r) => return self.events.push_back(AuxEvent::Misbehaved(from, r)),
+                };
+                match &mut self.state {
+                    AuxState::Running(run) => {
+                        run.handle_input(SessionInput::Message {
+                            at: now,
+                            from,
+                            payload: &inner,
+                        });
+                        self.pump();
+                    }
+                    AuxState::Offering | AuxState::WantPrimes => {
+                        if self.early.len() < MAX_EARLY {
+                            self.early.push((from, inner));
+                        }
+                    }
+                    AuxState::Finished => {}
+                }
+            }
+            kind => self.events.push_back(AuxEvent::Misbehaved(
+                from,
+                Rejection::UnexpectedKind { kind },
+            )),
+        }
+    }
+
+    /// Once every offer is in: reuse the smallest digest everyone holds, or ask for primes.
+    fn decide(&mut self, now: Instant) {
+        if !matches!(self.state, AuxState::Offering) || self.offers.len() < self.parties.len() {
+            return;
+        }
+        let mut common: Option<BTreeSet<[u8; 32]>> = None;
+        for set in self.offers.values() {
+            common = Some(match common {
+                None => set.clone(),
+                Some(c) => c.intersection(set).copied().collect(),
+            });
+        }
+        let chosen = common.and_then(|c| c.into_iter().next());
+        match chosen.and_then(|d| self.mine.remove(&d)) {
+            Some(aux) => {
+                self.state = AuxState::Finished;
+                self.mine.clear();
+                self.events.push_back(AuxEvent::Done(Ok(aux)));
+            }
+            None => {
+                self.mine.clear();
+                self.state = AuxState::WantPrimes;
+                self.deadline = now.saturating_add(self.round_timeout);
+            }
+        }
+    }
+
+    fn give_primes(&mut self, primes: Option<SafePrimes>, now: Instant) {
+        if !matches!(self.state, AuxState::WantPrimes) {
+            return;
+        }
+        let Some(primes) = primes else {
+            self.state = AuxState::Finished;
+            return self
+                .events
+                .push_back(AuxEvent::Done(Err(library_failure(&format!(
+                    "participant {} has no pregenerated safe primes for new aux info (they are \
+                 generated in the background, minutes of CPU per set); retry later",
+                    self.me
+                )))));
+        };
+        let config = AuxConfig {
+            me: self.me,
+            participants: self.parties.clone(),
+            session_id: self.session_id.clone(),
+            round_timeout: self.round_timeout,
+        };
+        match EcdsaAux::new(config, primes, &self.seed, now) {
+            Ok(run) => {
+                self.state = AuxState::Running(Box::new(run));
+                for (from, payload) in std::mem::take(&mut self.early) {
+                    if let AuxState::Running(run) = &mut self.state {
+                        run.handle_input(SessionInput::Message {
+                            at: now,
+                            from,
+                            payload: &payload,
+                        });
+                    }
+                }
+                self.pump();
+            }
+            Err(e) => {
+                self.state = AuxState::Finished;
+                self.events
+                    .push_back(AuxEvent::Done(Err(library_failure(&format!(
+                        "aux info: {e:?}"
+                    )))));
+            }
+        }
+    }
+
+    fn on_timeout(&mut self, now: Instant) {
+        match &mut self.state {
+            AuxState::Offering if now >= self.deadline => {
+                let silent = self
+                    .parties
+                    .iter()
+                    .copied()
+                    .filter(|p| !self.offers.contains_key(p))
+                    .collect();
+                self.state = AuxState::Finished;
+                self.events.push_back(AuxEvent::Done(Err(failure(
+                    FailureKind::Timeout { round: 1 },
+                    silent,
+                ))));
+            }
+            AuxState::Running(run) => {
+                run.handle_input(SessionInput::Timeout { now });
+                self.pump();
+            }
+            _ => {}
+        }
+    }
+
+    fn pump(&mut self) {
+        let AuxState::Running(run) = &mut self.state else {
+            return;
+        };
+        let mut finished = false;
+        while let Some(out) = run.poll_output() {
+            match out {
+                SessionOutput::Send { to, payload } => self
+                    .events
+                    .push_back(AuxEvent::Send(to, wrap(KIND_AUX, &payload))),
+                SessionOutput::Misbehaved { from, reason } => {
+                    self.events.push_back(AuxEvent::Misbehaved(from, reason))
+                }
+                SessionOutput::Done(result) => {
+                    self.events.push_back(AuxEvent::Done(result));
+                    finished = true;
+                }
+            }
+        }
+        if finished {
+            self.state = AuxState::Finished;
+        }
+    }
+
+    fn wants_primes(&self) -> bool {
+        matches!(self.state, AuxState::WantPrimes)
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match &self.state {
+            AuxState::Offering => Some(self.deadline),
+            AuxState::Running(run) => run.poll_timeout().map(|(at, _)| at),
+            AuxState::WantPrimes | AuxState::Finished => None,
+        }
+    }
+}
+
+/// Routes an aux event into a composite run's outputs; returns the result when the stage ends.
+fn route_aux(
+    event: AuxEvent,
+    out: &mut VecDeque<ErasedOutput>,
+) -> Option<Result<EcdsaAuxOutput, Failure>> {
+    match event {
+        AuxEvent::Send(to, payload) => {
+            out.push_back(ErasedOutput::Send { to, payload });
+            None
+        }
+        AuxEvent::Misbehaved(from, reason) => {
+            out.push_back(ErasedOutput::Misbehaved { from, reason });
+            None
+        }
+        AuxEvent::Done(result) => Some(result),
+    }
+}
+
+/// Messages for a stage that has not started here yet (another member got there first).
+#[derive(Default)]
+struct Early(Vec<(ParticipantId, Frame)>);
+
+impl Early {
+    fn keep(&mut self, from: ParticipantId, frame: Frame) {
+        if self.0.len() < MAX_EARLY {
+            self.0.push((from, frame));
+        }
+    }
+}
+
+/// Parameters of the aux stage a composite run starts after its FROST phase.
+struct AuxPlan {
+    session_id: Vec<u8>,
+    round_timeout: Duration,
+    seed: Seed,
+    candidates: Vec<AuxCandidate>,
+}
+
+/// What every ECDSA run started by the node needs besides its FROST-phase configuration.
+pub struct EcdsaRunParams {
+    /// Unique per run and equal at every participant (the node uses the session key).
+    pub session_id: Vec<u8>,
+    /// Aux info this node holds, for reuse (see [`aux_candidate`]).
+    pub candidates: Vec<AuxCandidate>,
+    /// Per-round deadline of the aux stage (long: its proofs take seconds of CPU per round).
+    pub aux_round_timeout: Duration,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key generation
+// ---------------------------------------------------------------------------------------------
+
+/// An ECDSA key generation: the FROST DKG on the curve, then the aux stage.
+pub struct EcdsaNodeDkg<E: EcdsaCurve>
+where
+    NonZero<Point<E>>: AlwaysHasAffineX<E>,
+{
+    me: ParticipantId,
+    participants: BTreeSet<ParticipantId>,
+    now: Instant,
+    frost: Option<FrostDkg<Frost<E>>>,
+    plan: Option<AuxPlan>,
+    /// The FROST result, waiting for the aux stage.
+    keygen: Option<crate::ecdsa::reshare::FrostKey<E>>,
+    aux: Option<AuxStage>,
+    early: Early,
+    out: VecDeque<ErasedOutput>,
+    done: bool,
+}
+
+impl<E: EcdsaCurve> EcdsaNodeDkg<E>
+where
+    NonZero<Point<E>>: AlwaysHasAffineX<E>,
+    Point<E>: HasAffineX<E>,
+{
+    /// Starts the FROST phase.
+    pub fn new(
+        config: DkgConfig,
+        params: EcdsaRunParams,
+        seed: &Seed,
+        now: Instant,
+    ) -> Result<Self, StartError> {
+        let me = config.me;
+        let participants = config.participants.clone();
+        let frost = FrostDkg::<Frost<E>>::new(config, &seed.child(b"frost-dkg", b""), now)
+            .map_err(StartError::Config)?;
+        let mut run = EcdsaNodeDkg {
+            me,
+            participants,
+            now,
+            frost: Some(frost),
+            plan: Some(AuxPlan {
+                session_id: params.session_id,
+                round_timeout: params.aux_round_timeout,
+                seed: seed.child(b"aux", b""),
+                candidates: params.candidates,
+            }),
+            keygen: None,
+            aux: None,
+            early: Early::default(),
+            out: VecDeque::new(),
+            done: false,
+        };
+        run.pump();
+        Ok(run)
+    }
+
+    fn fail(&mut self, f: Failure) {
+        self.done = true;
+        self.frost = None;
+        self.aux = None;
+        self.out.push_back(ErasedOutput::DkgDone(Err(f)));
+    }
+
+    fn pump(&mut self) {
+        while let Some(frost) = self.frost.as_mut() {
+            let Some(o) = Session::poll_output(frost) else {
+                break;
+            };
+            match o {
+                SessionOutput::Send { to, payload } => self.out.push_back(ErasedOutput::Send {
+                    to,
+                    payload: wrap(KIND_FROST, &payload),
+                }),
+                SessionOutput::Misbehaved { from, reason } => self
+                    .out
+                    .push_back(ErasedOutput::Misbehaved { from, reason }),
+                SessionOutput::Done(Err(f)) => return self.fail(f),
+                SessionOutput::Done(Ok(result)) => {
+                    self.frost = None;
+                    self.keygen = Some((result.key_package, result.public_key_package));
+                    let Some(plan) = self.plan.take() else {
+                        return self.fail(library_failure("aux stage started twice"));
+                    };
+                    let config = AuxConfig {
+                        me: self.me,
+                        participants: self.participants.clone(),
+                        session_id: plan.session_id,
+                        round_timeout: plan.round_timeout,
+                    };
+                    self.aux = Some(AuxStage::start(
+                        config,
+                        plan.candidates,
+                        plan.seed,
+                        self.now,
+                    ));
+                    for (from, frame) in std::mem::take(&mut self.early.0) {
+                        if let Some(aux) = self.aux.as_mut() {
+                            aux.on_message(from, &frame, self.now);
+                        }
+                    }
+                }
+            }
+        }
+        while let Some(event) = self.aux.as_mut().and_then(|a| a.events.pop_front()) {
+            if let Some(result) = route_aux(event, &mut self.out) {
+                self.aux = None;
+                match result {
+                    Ok(aux) => self.finish(aux),
+                    Err(f) => self.fail(f),
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, aux: EcdsaAuxOutput) {
+        let Some((kp, pkp)) = self.keygen.take() else {
+            return self.fail(library_failure("aux info without a key"));
+        };
+        let result = keygen_output_of::<E>(&kp, &pkp)
+            .and_then(|k| EcdsaKey::from_parts(k, aux))
+            .map_err(|e| library_failure(&e.to_string()))
+            .and_then(|key| encode_share(&key).map_err(|e| library_failure(&e)))
+            .and_then(|share| {
+                canonical::encode(&pkp)
+                    .map(|p| (share, p))
+                    .map_err(|_| library_failure("could not encode the public key package"))
+            });
+        self.done = true;
+        self.out.push_back(ErasedOutput::DkgDone(result));
+    }
+}
+
+impl<E: EcdsaCurve> ErasedSession for EcdsaNodeDkg<E>
+where
+    NonZero<Point<E>>: AlwaysHasAffineX<E>,
+    Point<E>: HasAffineX<E>,
+{
+    fn handle_input(&mut self, input: SessionInput<'_>) {
+        if self.done {
+            return;
+        }
+        match input {
+            SessionInput::Message { at, from, payload } => {
+                self.now = self.now.max(at);
+                let frame = match decode_outer(payload) {
+                    Ok(f) => f,
+                    Err(r) => {
+                        return self
+                            .out
+                            .push_back(ErasedOutput::Misbehaved { from, reason: r })
+                    }
+                };
+                match (frame.kind, self.frost.as_mut(), self.aux.as_mut()) {
+                    (KIND_FROST, Some(frost), _) => match single_field(&frame) {
+                        Ok(inner) => Session::handle_input(
+                            frost,
+                            SessionInput::Message {
+                                at,
+                                from,
+                                payload: inner,
+                            },
+                        ),
+                        Err(reason) => self
+                            .out
+                            .push_back(ErasedOutput::Misbehaved { from, reason }),
+                    },
+                    (KIND_FROST, None, _) => {}
+                    (KIND_AUX_OFFER | KIND_AUX, _, Some(aux)) => aux.on_message(from, &frame, at),
+                    (KIND_AUX_OFFER | KIND_AUX, Some(_), None) => self.early.keep(from, frame),
+                    (kind, _, _) => self.out.push_back(ErasedOutput::Misbehaved {
+                        from,
+                        reason: Rejection::UnexpectedKind { kind },
+                    }),
+                }
+            }
+            SessionInput::Timeout { now } => {
+                self.now = self.now.max(now);
+                if let Some(frost) = self.frost.as_mut() {
+                    Session::handle_input(frost, SessionInput::Timeout { now });
+                }
+                if let Some(aux) = self.aux.as_mut() {
+                    aux.on_timeout(now);
+                }
+            }
+        }
+        self.pump();
+    }
+
+    fn poll_output(&mut self) -> Option<ErasedOutput> {
+        self.out.pop_front()
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        if self.done {
+            return None;
+        }
+        match (&self.frost, &self.aux) {
+            (Some(frost), _) => frost.poll_timeout().map(|(at, _)| at),
+            (None, Some(aux)) => aux.deadline(),
+            (None, None) => None,
+        }
+    }
+
+    fn wants_primes(&self) -> bool {
+        !self.done && self.aux.as_ref().is_some_and(AuxStage::wants_primes)
+    }
+
+    fn give_primes(&mut self, primes: Option<SafePrimes>) {
+        if let Some(aux) = self.aux.as_mut() {
+            aux.give_primes(primes, self.now);
+        }
+        self.pump();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resharing
+// ---------------------------------------------------------------------------------------------
+
+/// An ECDSA reshare: the FROST resharing session on the curve, then (at new members) the aux
+/// stage among the new members.
+pub struct EcdsaNodeReshare<E: EcdsaCurve>
+where
+    NonZero<Point<E>>: AlwaysHasAffineX<E>,
+{
+    me: ParticipantId,
+    new_members: BTreeSet<ParticipantId>,
+    now: Instant,
+    frost: Option<FrostReshare<Frost<E>>>,
+    plan: Option<AuxPlan>,
+    member: Option<crate::reshare::MemberOutput<Frost<E>>>,
+    aux: Option<AuxStage>,
+    early: Early,
+    out: VecDeque<ErasedOutput>,
+    done: bool,
+}
+
+impl<E: EcdsaCurve> EcdsaNodeReshare<E>
+where
+    NonZero<Point<E>>: AlwaysHasAffineX<E>,
+    Point<E>: HasAffineX<E>,
+{
+    /// Starts the FROST phase. `old_share` (a stored ECDSA share) is required of a dealer;
+    /// `old_public_key_package` is the FROST public key package of the version being reshared.
+    pub fn new(
+        config: ReshareConfig,
+        old_share: Option<&SecretBytes>,
+        old_public_key_package: &[u8],
+        params: EcdsaRunParams,
+        seed: &Seed,
+        now: Instant,
+    ) -> Result<Self, StartError> {
+        let old = old_share
+            .map(|s| {
+                let key = decode_share::<E>(s.expose())?;
+                frost_key_of::<E>(&key.share.core, &key.parties)
+                    .map(|(kp, _)| kp)
+                    .map_err(|_| StartError::BadKeyMaterial("stored ECDSA share has no FROST form"))
+            })
+            .transpose()?;
+        let pkp = canonical::decode::<PublicKeyPackage<Frost<E>>>(
+            old_public_key_package,
+            None,
+            "public key package",
+        )
+        .map_err(|_| StartError::BadKeyMaterial("public key package does not decode"))?;
+        let me = config.me;
+        let new_members = config.new_members.clone();
+        let frost = FrostReshare::<Frost<E>>::new(
+            config,
+            old.as_ref(),
+            pkp,
+            &seed.child(b"frost-reshare", b""),
+            now,
+        )
+        .map_err(StartError::Config)?;
+        let mut run = EcdsaNodeReshare {
+            me,
+            new_members,
+            now,
+            frost: Some(frost),
+            plan: Some(AuxPlan {
+                session_id: params.session_id,
+                round_timeout: params.aux_round_timeout,
+                seed: seed.child(b"aux", b""),
+                candidates: params.candidates,
+            }),
+            member: None,
+            aux: None,
+            early: Early::default(),
+            out: VecDeque::new(),
+            done: false,
+        };
+        run.pump();
+        Ok(run)
+    }
+
+    fn fail(&mut self, f: Failure) {
+        self.done = true;
+        self.frost = None;
+        self.aux = None;
+        self.out.push_back(ErasedOutput::ReshareDone(Err(f)));
+    }
+
+    fn pump(&mut self) {
+        while let Some(frost) = self.frost.as_mut() {
+            let Some(o) = Session::poll_output(frost) else {
+                break;
+            };
+            match o {
+                SessionOutput::Send { to, payload } => self.out.push_back(ErasedOutput::Send {
+                    to,
+                    payload: wrap(KIND_FROST, &payload),
+                }),
+                SessionOutput::Misbehaved { from, reason } => self
+                    .out
+                    .push_back(ErasedOutput::Misbehaved { from, reason }),
+                SessionOutput::Done(Err(f)) => return self.fail(f),
+                SessionOutput::Done(Ok(ReshareOutput::Dealt { .. })) => {
+                    self.frost = None;
+                    self.done = true;
+                    self.out.push_back(ErasedOutput::ReshareDone(Ok(None)));
+                    return;
+                }
+                SessionOutput::Done(Ok(ReshareOutput::Member(m))) => {
+                    self.frost = None;
+                    self.member = Some(*m);
+                    let Some(plan) = self.plan.take() else {
+                        return self.fail(library_failure("aux stage started twice"));
+                    };
+                    let config = AuxConfig {
+                        me: self.me,
+                        participants: self.new_members.clone(),
+                        session_id: plan.session_id,
+                        round_timeout: plan.round_timeout,
+                    };
+                    self.aux = Some(AuxStage::start(
+                        config,
+                        plan.candidates,
+                        plan.seed,
+                        self.now,
+                    ));
+                    for (from, frame) in std::mem::take(&mut self.early.0) {
+                        if let Some(aux) = self.aux.as_mut() {
+                            aux.on_message(from, &frame, self.now);
+                        }
+                    }
+                }
+            }
+        }
+        while let Some(event) = self.aux.as_mut().and_then(|a| a.events.pop_front()) {
+            if let Some(result) = route_aux(event, &mut self.out) {
+                self.aux = None;
+                match result {
+                    Ok(aux) => self.finish(aux),
+                    Err(f) => self.fail(f),
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, aux: EcdsaAuxOutput) {
+        let Some(m) = self.member.take() else {
+            return self.fail(library_failure("aux info without a reshared key"));
+        };
+        let result = keygen_output_of::<E>(&m.key_package, &m.public_key_package)
+            .and_then(|k| EcdsaKey::from_parts(k, aux))
+            .map_err(|e| library_failure(&e.to_string()))
+            .and_then(|key| encode_share(&key).map_err(|e| library_failure(&e)))
+            .and_then(|share| {
+                canonical::encode(&m.public_key_package)
+                    .map(|pkp| {
+                        Some(ReshareShare {
+                            version: m.version,
+                            share,
+                            public_key_package: pkp,
+                            confirmation_digest: m.confirmation_digest,
+                        })
+                    })
+                    .map_err(|_| library_failure("could not encode the public key package"))
+            });
+        self.done = true;
+        self.out.push_back(ErasedOutput::ReshareDone(result));
+    }
+}
+
+impl<E: EcdsaCurve> ErasedSession for EcdsaNodeReshare<E>
+where
+    NonZero<Point<E>>: AlwaysHasAffineX<E>,
+    Point<E>: HasAffineX<E>,
+{
+    fn handle_input(&mut self, input: SessionInput<'_>) {
+        if self.done {
+            return;
+        }
+        match input {
+            SessionInput::Message { at, from, payload } => {
+                self.now = self.now.max(at);
+                let frame = match decode_outer(payload) {
+                    Ok(f) => f,
+                    Err(r) => {
+                        return self
+                            .out
+                            .push_back(ErasedOutput::Misbehaved { from, reason: r })
+                    }
+                };
+                match (frame.kind, self.frost.as_mut(), self.aux.as_mut()) {
+                    (KIND_FROST, Some(frost), _) => match single_field(&frame) {
+                        Ok(inner) => Session::handle_input(
+                            frost,
+                            SessionInput::Message {
+                                at,
+                                from,
+                                payload: inner,
+                            },
+                        ),
+                        Err(reason) => self
+                            .out
+                            .push_back(ErasedOutput::Misbehaved { from, reason }),
+                    },
+                    (KIND_FROST, None, _) => {}
+                    (KIND_AUX_OFFER | KIND_AUX, _, Some(aux)) => aux.on_message(from, &frame, at),
+                    (KIND_AUX_OFFER | KIND_AUX, Some(_), None)
+                        if self.new_members.contains(&self.me) =>
+                    {
+                        self.early.keep(from, frame)
+                    }
+                    (kind, _, _) => self.out.push_back(ErasedOutput::Misbehaved {
+                        from,
+                        reason: Rejection::UnexpectedKind { kind },
+                    }),
+                }
+            }
+            SessionInput::Timeout { now } => {
+                self.now = self.now.max(now);
+                if let Some(frost) = self.frost.as_mut() {
+                    Session::handle_input(frost, SessionInput::Timeout { now });
+                }
+                if let Some(aux) = self.aux.as_mut() {
+                    aux.on_timeout(now);
+                }
+            }
+        }
+        self.pump();
+    }
+
+    fn poll_output(&mut self) -> Option<ErasedOutput> {
+        self.out.pop_front()
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        if self.done {
+            return None;
+        }
+        match (&self.frost, &self.aux) {
+            (Some(frost), _) => frost.poll_timeout().map(|(at, _)| at),
+            (None, Some(aux)) => aux.deadline(),
+            (None, None) => None,
+        }
+    }
+
+    fn wants_primes(&self) -> bool {
+        !self.done && self.aux.as_ref().is_some_and(AuxStage::wants_primes)
+    }
+
+    fn give_primes(&mut self, primes: Option<SafePrimes>) {
+        if let Some(aux) = self.aux.as_mut() {
+            aux.give_primes(primes, self.now);
+        }
+        self.pump();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signing
+// ---------------------------------------------------------------------------------------------
+
+/// The signature bytes the node returns: secp256k1 `r ‖ s ‖ v` (65 bytes, `v` the recovery id
+/// 0 or 1), P-256 `r ‖ s` (64 bytes); `s` low.
+fn signature_bytes(sig: &EcdsaSignature) -> Option<Vec<u8>> {
+    match sig.scheme {
+        crate::ecdsa::EcdsaScheme::Secp256k1 => sig.to_recoverable().map(|b| b.to_vec()),
+        crate::ecdsa::EcdsaScheme::P256 => Some(sig.to_compact().to_vec()),
+    }
+}
+
+/// Checks a signature the coordinator received: it verifies under `public_key` for the
+/// SHA-256 hash of `message`, `s` is low, and (secp256k1) the recovery id recovers the key.
+fn check_signature<E: EcdsaCurve>(public_key: &Point<E>, message: &[u8], bytes: &[u8]) -> bool
+where
+    NonZero<Point<E>>: AlwaysHasAffineX<E>,
+{
+    let expected_len = match E::SCHEME {
+        crate::ecdsa::EcdsaScheme::Secp256k1 => 65,
+        crate::ecdsa::EcdsaScheme::P256 => 64,
+    };
+    if bytes.len() != expected_len {
+        return false;
+    }
+    let scalar = |b: &[u8]| {
+        Scalar::<E>::from_be_bytes(b)
+            .ok()
+            .and_then(NonZero::from_scalar)
+    };
+    let (Some(r), Some(s)) = (scalar(&bytes[..32]), scalar(&bytes[32..64])) else {
+        return false;
+    };
+    let sig = cggmp24::Signature { r, s };
+    let data = cggmp24::DataToSign::<E>::digest::<Sha256>(message);
+    if sig.verify(public_key, &data).is_err() {
+        return false;
+    }
+    // Re-derive the canonical form (low-S, recovery id) and require exactly the bytes received.
+    EcdsaSignature::from_cggmp(
+        &sig,
+        crate::ecdsa::Recovery::Search {
+            public_key,
+            z: &cggmp24::signing::AnyDataToSign::to_scalar(&data),
+        },
+    )
+    .and_then(|c| signature_bytes(&c))
+    .is_some_and(|canonical| canonical == bytes)
+}
+
+/// A node's part of signing a batch with an ECDSA key: one interactive cggmp24 run per message
+/// at each signer; the coordinator (signer or not) collects the verified signatures.
+pub struct EcdsaNodeSign<E: EcdsaCurve>
+where
+    NonZero<Point<E>>: AlwaysHasAffineX<E>,
+{
+    me: ParticipantId,
+    coordinator: ParticipantId,
+    signers: BTreeSet<ParticipantId>,
+    messages: Vec<Vec<u8>>,
+    public_key: Point<E>,
+    runs: Vec<Option<EcdsaInteractiveSign<E>>>,
+    signatures: Vec<Option<Vec<u8>>>,
+    deadline: Instant,
+    out: VecDeque<ErasedOutput>,
+    done: bool,
+}
+
+impl<E: EcdsaCurve> EcdsaNodeSign<E>
+where
+    NonZero<Point<E>>: AlwaysHasAffineX<E>,
+    Point<E>: HasAffineX<E>,
+{
+    /// Starts signing. `share` (a stored ECDSA share) is required of a signer; a coordinator
+    /// that does not sign needs the FROST `public_key_package` of the key (for the group key).
+    pub fn new(
+        config: SignConfig,
+        share: Option<&SecretBytes>,
+        public_key_package: Option<&[u8]>,
+        session_id: &[u8],
+        seed: &Seed,
+        now: Instant,
+    ) -> Result<Self, StartError> {
+        let cfg_err = StartError::Config;
+        if config.messages.is_empty() || config.messages.len() > crate::frost::sign::MAX_BATCH {
+            return Err(cfg_err(crate::frost::ConfigError::BadBatchSize(
+                config.messages.len(),
+            )));
+        }
+        if let Some(m) = config
+            .messages
+            .iter()
+            .find(|m| m.len() > crate::ecdsa::online::MAX_MESSAGE_BYTES)
+        {
+            return Err(cfg_err(crate::frost::ConfigError::MessageTooLarge(m.len())));
+        }
+        let signs = config.signers.contains(&config.me);
+        let key = match (signs, share) {
+            (true, Some(s)) => Some(decode_share::<E>(s.expose())?),
+            (true, None) => return Err(StartError::BadKeyMaterial("a signer needs its share")),
+            (false, _) => None,
+        };
+        let public_key = match (&key, public_key_package) {
+            (Some(k), _) => *k.share.core.shared_public_key,
+            (None, Some(pkp)) => {
+                let pkp = canonical::decode::<PublicKeyPackage<Frost<E>>>(pkp, None, "pkp")
+                    .map_err(|_| {
+                        StartError::BadKeyMaterial("public key package does not decode")
+                    })?;
+                let bytes = pkp
+                    .verifying_key()
+                    .serialize()
+                    .map_err(|_| StartError::BadKeyMaterial("group key"))?;
+                Point::<E>::from_bytes(&bytes)
+                    .map_err(|_| StartError::BadKeyMaterial("group key"))?
+            }
+            (None, None) => {
+                return Err(StartError::BadKeyMaterial(
+                    "a coordinator that does not sign needs the public key package",
+                ))
+            }
+        };
+        let mut runs = Vec::new();
+        if let Some(key) = &key {
+            for (i, m) in config.messages.iter().enumerate() {
+                let prehash: [u8; 32] = Sha256::digest(m).into();
+                let mut id = session_id.to_vec();
+                id.extend_from_slice(&(i as u64).to_be_bytes());
+                let signers_config = SignersConfig {
+                    me: config.me,
+                    signers: config.signers.clone(),
+                    session_id: id,
+                    round_timeout: config.round_timeout,
+                };
+                let run_seed = seed.child(b"ecdsa-sign", &(i as u64).to_be_bytes());
+                runs.push(Some(
+                    EcdsaInteractiveSign::<E>::new(signers_config, key, prehash, &run_seed, now)
+                        .map_err(cfg_err)?,
+                ));
+            }
+        }
+        let n = config.messages.len();
+        let mut run = EcdsaNodeSign {
+            me: config.me,
+            coordinator: config.coordinator,
+            signers: config.signers,
+            messages: config.messages,
+            public_key,
+            runs,
+            signatures: vec![None; n],
+            deadline: now.saturating_add(config.round_timeout.saturating_mul(SIGN_ROUNDS)),
+            out: VecDeque::new(),
+            done: false,
+        };
+        run.pump();
+        Ok(run)
+    }
+
+    fn signs(&self) -> bool {
+        self.signers.contains(&self.me)
+    }
+
+    fn end(&mut self, result: Result<Option<Vec<Vec<u8>>>, Failure>) {
+        self.done = true;
+        self.runs.clear();
+        self.out.push_back(ErasedOutput::SignDone(result));
+    }
+
+    /// A signer's failure: tell a coordinator that does not sign (a signing one sees the
+    /// failure in its own run), then end.
+    fn abort(&mut self, f: Failure) {
+        if !self.signers.contains(&self.coordinator) {
+            let fields = f
+                .culprits
+                .iter()
+                .map(|p| p.get().to_be_bytes().to_vec())
+                .collect();
+            self.out.push_back(ErasedOutput::Send {
+                to: self.coordinator,
+                payload: Payload::new(Frame::new(KIND_SIGN_ABORT, fields).encode()),
+            });
+        }
+        self.end(Err(f));
+    }
+
+    fn pump(&mut self) {
+        let mut failed = None;
+        for (i, slot) in self.runs.iter_mut().enumerate() {
+            let Some(run) = slot.as_mut() else { continue };
+            while let Some(o) = run.poll_output() {
+                match o {
+                    SessionOutput::Send { to, payload } => {
+                        let frame = Frame::new(
+                            KIND_SIGN_RUN,
+                            vec![
+                                (i as u16).to_be_bytes().to_vec(),
+                                payload.as_bytes().to_vec(),
+                            ],
+                        );
+                        self.out.push_back(ErasedOutput::Send {
+                            to,
+                            payload: Payload::new(frame.encode()),
+                        });
+                    }
+                    SessionOutput::Misbehaved { from, reason } => self
+                        .out
+                        .push_back(ErasedOutput::Misbehaved { from, reason }),
+                    SessionOutput::Done(Ok(sig)) => {
+                        *slot = None;
+                        match signature_bytes(&sig) {
+                            Some(b) => self.signatures[i] = Some(b),
+                            None => {
+                                failed = Some(library_failure(
+                                    "the signature has no recovery id (nonce x above the order)",
+                                ))
+                            }
+                        }
+                        break;
+                    }
+                    SessionOutput::Done(Err(f)) => {
+                        *slot = None;
+                        failed = Some(f);
+                        break;
+                    }
+                }
+            }
+            if failed.is_some() {
+                break;
+            }
+        }
+        if let Some(f) = failed {
+            return self.abort(f);
+        }
+        if self.signs() && !self.done && self.signatures.iter().all(Option::is_some) {
+            let sigs: Vec<Vec<u8>> = self.signatures.iter().flatten().cloned().collect();
+            if self.coordinator == self.me {
+                self.end(Ok(Some(sigs)));
+            } else {
+                self.out.push_back(ErasedOutput::Send {
+                    to: self.coordinator,
+                    payload: Payload::new(Frame::new(KIND_SIGN_RESULT, sigs).encode()),
+                });
+                self.end(Ok(None));
+            }
+        }
+    }
+
+    fn on_result(&mut self, from: ParticipantId, frame: &Frame) {
+        if self.coordinator != self.me || self.signs() {
+            // A coordinating signer has its own signatures; a non-coordinator gets no results.
+            return self.out.push_back(ErasedOutput::Misbehaved {
+                from,
+                reason: Rejection::UnexpectedKind { kind: frame.kind },
+            });
+        }
+        if frame.fields.len() != self.messages.len() {
+            return self.out.push_back(ErasedOutput::Misbehaved {
+                from,
+                reason: Rejection::WrongCount {
+                    field: "signatures",
+                    expected: self.messages.len(),
+                    actual: frame.fields.len(),
+                },
+            });
+        }
+        let ok = frame
+            .fields
+            .iter()
+            .zip(&self.messages)
+            .all(|(sig, m)| check_signature::<E>(&self.public_key, m, sig));
+        if !ok {
+            // Every signer ends with the same signatures; a wrong one is this sender's fault.
+            self.out.push_back(ErasedOutput::Misbehaved {
+                from,
+                reason: Rejection::Inconsistent {
+                    what: "a signature does not verify under the group key",
+                },
+            });
+            return self.end(Err(failure(
+                FailureKind::InvalidSignatureShare,
+                BTreeSet::from([from]),
+            )));
+        }
+        self.end(Ok(Some(frame.fields.clone())));
+    }
+}
+
+impl<E: EcdsaCurve> ErasedSession for EcdsaNodeSign<E>
+where
+    NonZero<Point<E>>: AlwaysHasAffineX<E>,
+    Point<E>: HasAffineX<E>,
+{
+    fn handle_input(&mut self, input: SessionInput<'_>) {
+        if self.done {
+            return;
+        }
+        match input {
+            SessionInput::Message { at, from, payload } => {
+                if !self.signers.contains(&from) {
+                    return self.out.push_back(ErasedOutput::Misbehaved {
+                        from,
+                        reason: Rejection::NotAParticipant,
+                    });
+                }
+                let frame = match decode_outer(payload) {
+                    Ok(f) => f,
+                    Err(reason) => {
+                        return self
+                            .out
+                            .push_back(ErasedOutput::Misbehaved { from, reason })
+                    }
+                };
+                match frame.kind {
+                    KIND_SIGN_RUN => {
+                        let [index, inner] = frame.fields.as_slice() else {
+                            return self.out.push_back(ErasedOutput::Misbehaved {
+                                from,
+                                reason: Rejection::WrongCount {
+                                    field: "signing run message",
+                                    expected: 2,
+                                    actual: frame.fields.len(),
+                                },
+                            });
+                        };
+                        let Ok(index) = <[u8; 2]>::try_from(index.as_slice()) else {
+                            return self.out.push_back(ErasedOutput::Misbehaved {
+                                from,
+                                reason: Rejection::WrongSize {
+                                    field: "run index",
+                                    expected: 2,
+                                    actual: index.len(),
+                                },
+                            });
+                        };
+                        let index = usize::from(u16::from_be_bytes(index));
+                        match self.runs.get_mut(index) {
+                            Some(Some(run)) => run.handle_input(SessionInput::Message {
+                                at,
+                                from,
+                                payload: inner,
+                            }),
+                            Some(None) => {}
+                            None => self.out.push_back(ErasedOutput::Misbehaved {
+                                from,
+                                reason: Rejection::Inconsistent {
+                                    what: "signing run index out of range",
+                                },
+                            }),
+                        }
+                    }
+                    KIND_SIGN_RESULT => self.on_result(from, &frame),
+                    KIND_SIGN_ABORT if self.coordinator == self.me && !self.signs() => {
+                        let culprits = frame
+                            .fields
+                            .iter()
+                            .filter_map(|f| <[u8; 2]>::try_from(f.as_slice()).ok())
+                            .filter_map(|b| ParticipantId::new(u16::from_be_bytes(b)))
+                            .filter(|p| self.signers.contains(p))
+                            .collect();
+                        return self.end(Err(failure(
+                            FailureKind::PeerAborted { by: from },
+                            culprits,
+                        )));
+                    }
+                    kind => self.out.push_back(ErasedOutput::Misbehaved {
+                        from,
+                        reason: Rejection::UnexpectedKind { kind },
+                    }),
+                }
+            }
+            SessionInput::Timeout { now } => {
+                for run in self.runs.iter_mut().flatten() {
+                    run.handle_input(SessionInput::Timeout { now });
+                }
+                if !self.signs() && now >= self.deadline {
+                    let silent = self.signers.clone();
+                    return self.end(Err(failure(FailureKind::Timeout { round: 1 }, silent)));
+                }
+            }
+        }
+        self.pump();
+    }
+
+    fn poll_output(&mut self) -> Option<ErasedOutput> {
+        self.out.pop_front()
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        if self.done {
+            return None;
+        }
+        if !self.signs() {
+            return Some(self.deadline);
+        }
+        self.runs
+            .iter()
+            .flatten()
+            .filter_map(|r| r.poll_timeout().map(|(at, _)| at))
+            .min()
+    }
+}
