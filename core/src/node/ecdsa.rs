@@ -536,24 +536,6 @@ impl AuxStage {
     }
 }
 
-/// Routes an aux event into a composite run's outputs; returns the result when the stage ends.
-fn route_aux(
-    event: AuxEvent,
-    out: &mut VecDeque<ErasedOutput>,
-) -> Option<Result<EcdsaAuxOutput, Failure>> {
-    match event {
-        AuxEvent::Send(to, payload) => {
-            out.push_back(ErasedOutput::Send { to, payload });
-            None
-        }
-        AuxEvent::Misbehaved(from, reason) => {
-            out.push_back(ErasedOutput::Misbehaved { from, reason });
-            None
-        }
-        AuxEvent::Done(result) => Some(result),
-    }
-}
-
 /// Messages for a stage that has not started here yet (another member got there first).
 #[derive(Default)]
 struct Early(Vec<(ParticipantId, Frame)>);
@@ -566,14 +548,6 @@ impl Early {
     }
 }
 
-/// Parameters of the aux stage a composite run starts after its FROST phase.
-struct AuxPlan {
-    session_id: Vec<u8>,
-    round_timeout: Duration,
-    seed: Seed,
-    candidates: Vec<AuxCandidate>,
-}
-
 /// What every ECDSA run started by the node needs besides its FROST-phase configuration.
 pub struct EcdsaRunParams {
     /// Unique per run and equal at every participant (the node uses the session key).
@@ -582,6 +556,228 @@ pub struct EcdsaRunParams {
     pub candidates: Vec<AuxCandidate>,
     /// Per-round deadline of the aux stage (long: its proofs take seconds of CPU per round).
     pub aux_round_timeout: Duration,
+}
+
+/// What a key generation and a reshare have in common after their FROST phase: the aux stage
+/// (planned at the start, begun when the FROST phase hands over), the messages that arrive for
+/// it early, the outputs, and the clock.
+struct AuxTail {
+    me: ParticipantId,
+    now: Instant,
+    plan: Option<(EcdsaRunParams, Seed)>,
+    aux: Option<AuxStage>,
+    early: Early,
+    out: VecDeque<ErasedOutput>,
+    done: bool,
+}
+
+/// How a composite run handles one peer message: its FROST phase's, or the aux stage's.
+enum Routed {
+    Frost(Vec<u8>),
+    Handled,
+}
+
+impl AuxTail {
+    fn new(me: ParticipantId, params: EcdsaRunParams, seed: &Seed, now: Instant) -> Self {
+        AuxTail {
+            me,
+            now,
+            plan: Some((params, seed.child(b"aux", b""))),
+            aux: None,
+            early: Early::default(),
+            out: VecDeque::new(),
+            done: false,
+        }
+    }
+
+    /// Starts the aux stage among `parties` and replays what arrived for it early.
+    fn begin(&mut self, parties: BTreeSet<ParticipantId>) -> Result<(), Failure> {
+        let (params, seed) = self
+            .plan
+            .take()
+            .ok_or_else(|| library_failure("aux stage started twice"))?;
+        let config = AuxConfig {
+            me: self.me,
+            participants: parties,
+            session_id: params.session_id,
+            round_timeout: params.aux_round_timeout,
+        };
+        let mut stage = AuxStage::start(config, params.candidates, seed, self.now);
+        for (from, frame) in std::mem::take(&mut self.early.0) {
+            stage.on_message(from, &frame, self.now);
+        }
+        self.aux = Some(stage);
+        Ok(())
+    }
+
+    /// Decodes a peer message; aux messages go to the stage (or wait for it if
+    /// `aux_expected`), FROST-phase messages go back to the caller while `frost_running`.
+    fn route(
+        &mut self,
+        from: ParticipantId,
+        at: Instant,
+        payload: &[u8],
+        frost_running: bool,
+        aux_expected: bool,
+    ) -> Routed {
+        self.now = self.now.max(at);
+        let frame = match decode_outer(payload) {
+            Ok(f) => f,
+            Err(reason) => return self.misbehaved(from, reason),
+        };
+        match (frame.kind, frost_running, self.aux.as_mut()) {
+            (KIND_FROST, true, _) => match single_field(&frame) {
+                Ok(inner) => Routed::Frost(inner.to_vec()),
+                Err(reason) => self.misbehaved(from, reason),
+            },
+            // A late FROST-phase message after this member moved on.
+            (KIND_FROST, false, _) => Routed::Handled,
+            (KIND_AUX_OFFER | KIND_AUX, _, Some(aux)) => {
+                aux.on_message(from, &frame, at);
+                Routed::Handled
+            }
+            (KIND_AUX_OFFER | KIND_AUX, true, None) if aux_expected => {
+                self.early.keep(from, frame);
+                Routed::Handled
+            }
+            (kind, _, _) => self.misbehaved(from, Rejection::UnexpectedKind { kind }),
+        }
+    }
+
+    fn misbehaved(&mut self, from: ParticipantId, reason: Rejection) -> Routed {
+        self.out
+            .push_back(ErasedOutput::Misbehaved { from, reason });
+        Routed::Handled
+    }
+
+    fn on_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        if let Some(aux) = self.aux.as_mut() {
+            aux.on_timeout(now);
+        }
+    }
+
+    /// Moves the stage's messages to the outputs; the stage's result once it ends.
+    fn drain(&mut self) -> Option<Result<EcdsaAuxOutput, Failure>> {
+        while let Some(event) = self.aux.as_mut().and_then(|a| a.events.pop_front()) {
+            match event {
+                AuxEvent::Send(to, payload) => {
+                    self.out.push_back(ErasedOutput::Send { to, payload })
+                }
+                AuxEvent::Misbehaved(from, reason) => self
+                    .out
+                    .push_back(ErasedOutput::Misbehaved { from, reason }),
+                AuxEvent::Done(result) => {
+                    self.aux = None;
+                    return Some(result);
+                }
+            }
+        }
+        None
+    }
+
+    /// Ends the run with `result`.
+    fn end(&mut self, result: ErasedOutput) {
+        self.done = true;
+        self.aux = None;
+        self.out.push_back(result);
+    }
+
+    fn wants_primes(&self) -> bool {
+        !self.done && self.aux.as_ref().is_some_and(AuxStage::wants_primes)
+    }
+
+    fn give_primes(&mut self, primes: Option<SafePrimes>) {
+        if let Some(aux) = self.aux.as_mut() {
+            aux.give_primes(primes, self.now);
+        }
+    }
+}
+
+/// Forwards a FROST-phase session's messages to the outputs, wrapped; its result, if it ended.
+fn drain_frost<S: Session>(
+    frost: &mut S,
+    out: &mut VecDeque<ErasedOutput>,
+) -> Option<Result<S::Output, Failure>> {
+    while let Some(o) = frost.poll_output() {
+        match o {
+            SessionOutput::Send { to, payload } => out.push_back(ErasedOutput::Send {
+                to,
+                payload: wrap(KIND_FROST, &payload),
+            }),
+            SessionOutput::Misbehaved { from, reason } => {
+                out.push_back(ErasedOutput::Misbehaved { from, reason })
+            }
+            SessionOutput::Done(result) => return Some(result),
+        }
+    }
+    None
+}
+
+/// The `ErasedSession` methods a key generation and a reshare share: both hold `frost` (the
+/// FROST phase while it runs) and `tail`, and implement `pump` and `aux_expected`.
+macro_rules! two_phase_session {
+    ($ty:ident) => {
+        impl<E: EcdsaCurve> ErasedSession for $ty<E>
+        where
+            NonZero<Point<E>>: AlwaysHasAffineX<E>,
+            Point<E>: HasAffineX<E>,
+        {
+            fn handle_input(&mut self, input: SessionInput<'_>) {
+                if self.tail.done {
+                    return;
+                }
+                match input {
+                    SessionInput::Message { at, from, payload } => {
+                        let expected = self.aux_expected();
+                        let running = self.frost.is_some();
+                        if let Routed::Frost(inner) =
+                            self.tail.route(from, at, payload, running, expected)
+                        {
+                            if let Some(frost) = self.frost.as_mut() {
+                                let payload = inner.as_slice();
+                                Session::handle_input(
+                                    frost,
+                                    SessionInput::Message { at, from, payload },
+                                );
+                            }
+                        }
+                    }
+                    SessionInput::Timeout { now } => {
+                        if let Some(frost) = self.frost.as_mut() {
+                            Session::handle_input(frost, SessionInput::Timeout { now });
+                        }
+                        self.tail.on_timeout(now);
+                    }
+                }
+                self.pump();
+            }
+
+            fn poll_output(&mut self) -> Option<ErasedOutput> {
+                self.tail.out.pop_front()
+            }
+
+            fn deadline(&self) -> Option<Instant> {
+                if self.tail.done {
+                    return None;
+                }
+                match (&self.frost, &self.tail.aux) {
+                    (Some(frost), _) => frost.poll_timeout().map(|(at, _)| at),
+                    (None, Some(aux)) => aux.deadline(),
+                    (None, None) => None,
+                }
+            }
+
+            fn wants_primes(&self) -> bool {
+                self.tail.wants_primes()
+            }
+
+            fn give_primes(&mut self, primes: Option<SafePrimes>) {
+                self.tail.give_primes(primes);
+                self.pump();
+            }
+        }
+    };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -593,17 +789,11 @@ pub struct EcdsaNodeDkg<E: EcdsaCurve>
 where
     NonZero<Point<E>>: AlwaysHasAffineX<E>,
 {
-    me: ParticipantId,
     participants: BTreeSet<ParticipantId>,
-    now: Instant,
     frost: Option<FrostDkg<Frost<E>>>,
-    plan: Option<AuxPlan>,
     /// The FROST result, waiting for the aux stage.
     keygen: Option<crate::ecdsa::reshare::FrostKey<E>>,
-    aux: Option<AuxStage>,
-    early: Early,
-    out: VecDeque<ErasedOutput>,
-    done: bool,
+    tail: AuxTail,
 }
 
 impl<E: EcdsaCurve> EcdsaNodeDkg<E>
@@ -618,189 +808,69 @@ where
         seed: &Seed,
         now: Instant,
     ) -> Result<Self, StartError> {
-        let me = config.me;
+        let tail = AuxTail::new(config.me, params, seed, now);
         let participants = config.participants.clone();
         let frost = FrostDkg::<Frost<E>>::new(config, &seed.child(b"frost-dkg", b""), now)
             .map_err(StartError::Config)?;
         let mut run = EcdsaNodeDkg {
-            me,
             participants,
-            now,
             frost: Some(frost),
-            plan: Some(AuxPlan {
-                session_id: params.session_id,
-                round_timeout: params.aux_round_timeout,
-                seed: seed.child(b"aux", b""),
-                candidates: params.candidates,
-            }),
             keygen: None,
-            aux: None,
-            early: Early::default(),
-            out: VecDeque::new(),
-            done: false,
+            tail,
         };
         run.pump();
         Ok(run)
     }
 
-    fn fail(&mut self, f: Failure) {
-        self.done = true;
-        self.frost = None;
-        self.aux = None;
-        self.out.push_back(ErasedOutput::DkgDone(Err(f)));
+    fn aux_expected(&self) -> bool {
+        true
     }
 
     fn pump(&mut self) {
-        while let Some(frost) = self.frost.as_mut() {
-            let Some(o) = Session::poll_output(frost) else {
-                break;
-            };
-            match o {
-                SessionOutput::Send { to, payload } => self.out.push_back(ErasedOutput::Send {
-                    to,
-                    payload: wrap(KIND_FROST, &payload),
-                }),
-                SessionOutput::Misbehaved { from, reason } => self
-                    .out
-                    .push_back(ErasedOutput::Misbehaved { from, reason }),
-                SessionOutput::Done(Err(f)) => return self.fail(f),
-                SessionOutput::Done(Ok(result)) => {
-                    self.frost = None;
-                    self.keygen = Some((result.key_package, result.public_key_package));
-                    let Some(plan) = self.plan.take() else {
-                        return self.fail(library_failure("aux stage started twice"));
-                    };
-                    let config = AuxConfig {
-                        me: self.me,
-                        participants: self.participants.clone(),
-                        session_id: plan.session_id,
-                        round_timeout: plan.round_timeout,
-                    };
-                    self.aux = Some(AuxStage::start(
-                        config,
-                        plan.candidates,
-                        plan.seed,
-                        self.now,
-                    ));
-                    for (from, frame) in std::mem::take(&mut self.early.0) {
-                        if let Some(aux) = self.aux.as_mut() {
-                            aux.on_message(from, &frame, self.now);
-                        }
-                    }
+        let frost_result = self
+            .frost
+            .as_mut()
+            .and_then(|f| drain_frost(f, &mut self.tail.out));
+        match frost_result {
+            None => {}
+            Some(Err(f)) => {
+                self.frost = None;
+                return self.tail.end(ErasedOutput::DkgDone(Err(f)));
+            }
+            Some(Ok(result)) => {
+                self.frost = None;
+                self.keygen = Some((result.key_package, result.public_key_package));
+                if let Err(f) = self.tail.begin(self.participants.clone()) {
+                    return self.tail.end(ErasedOutput::DkgDone(Err(f)));
                 }
             }
         }
-        while let Some(event) = self.aux.as_mut().and_then(|a| a.events.pop_front()) {
-            if let Some(result) = route_aux(event, &mut self.out) {
-                self.aux = None;
-                match result {
-                    Ok(aux) => self.finish(aux),
-                    Err(f) => self.fail(f),
-                }
+        match self.tail.drain() {
+            None => {}
+            Some(Err(f)) => self.tail.end(ErasedOutput::DkgDone(Err(f))),
+            Some(Ok(aux)) => {
+                let done = self.finish(aux);
+                self.tail.end(ErasedOutput::DkgDone(done));
             }
         }
     }
 
-    fn finish(&mut self, aux: EcdsaAuxOutput) {
-        let Some((kp, pkp)) = self.keygen.take() else {
-            return self.fail(library_failure("aux info without a key"));
-        };
-        let result = keygen_output_of::<E>(&kp, &pkp)
+    fn finish(&mut self, aux: EcdsaAuxOutput) -> Result<(SecretBytes, Vec<u8>), Failure> {
+        let (kp, pkp) = self
+            .keygen
+            .take()
+            .ok_or_else(|| library_failure("aux info without a key"))?;
+        let key = keygen_output_of::<E>(&kp, &pkp)
             .and_then(|k| EcdsaKey::from_parts(k, aux))
-            .map_err(|e| library_failure(&e.to_string()))
-            .and_then(|key| encode_share(&key).map_err(|e| library_failure(&e)))
-            .and_then(|share| {
-                canonical::encode(&pkp)
-                    .map(|p| (share, p))
-                    .map_err(|_| library_failure("could not encode the public key package"))
-            });
-        self.done = true;
-        self.out.push_back(ErasedOutput::DkgDone(result));
+            .map_err(|e| library_failure(&e.to_string()))?;
+        let share = encode_share(&key).map_err(|e| library_failure(&e))?;
+        let pkp = canonical::encode(&pkp)
+            .map_err(|_| library_failure("could not encode the public key package"))?;
+        Ok((share, pkp))
     }
 }
 
-impl<E: EcdsaCurve> ErasedSession for EcdsaNodeDkg<E>
-where
-    NonZero<Point<E>>: AlwaysHasAffineX<E>,
-    Point<E>: HasAffineX<E>,
-{
-    fn handle_input(&mut self, input: SessionInput<'_>) {
-        if self.done {
-            return;
-        }
-        match input {
-            SessionInput::Message { at, from, payload } => {
-                self.now = self.now.max(at);
-                let frame = match decode_outer(payload) {
-                    Ok(f) => f,
-                    Err(r) => {
-                        return self
-                            .out
-                            .push_back(ErasedOutput::Misbehaved { from, reason: r })
-                    }
-                };
-                match (frame.kind, self.frost.as_mut(), self.aux.as_mut()) {
-                    (KIND_FROST, Some(frost), _) => match single_field(&frame) {
-                        Ok(inner) => Session::handle_input(
-                            frost,
-                            SessionInput::Message {
-                                at,
-                                from,
-                                payload: inner,
-                            },
-                        ),
-                        Err(reason) => self
-                            .out
-                            .push_back(ErasedOutput::Misbehaved { from, reason }),
-                    },
-                    (KIND_FROST, None, _) => {}
-                    (KIND_AUX_OFFER | KIND_AUX, _, Some(aux)) => aux.on_message(from, &frame, at),
-                    (KIND_AUX_OFFER | KIND_AUX, Some(_), None) => self.early.keep(from, frame),
-                    (kind, _, _) => self.out.push_back(ErasedOutput::Misbehaved {
-                        from,
-                        reason: Rejection::UnexpectedKind { kind },
-                    }),
-                }
-            }
-            SessionInput::Timeout { now } => {
-                self.now = self.now.max(now);
-                if let Some(frost) = self.frost.as_mut() {
-                    Session::handle_input(frost, SessionInput::Timeout { now });
-                }
-                if let Some(aux) = self.aux.as_mut() {
-                    aux.on_timeout(now);
-                }
-            }
-        }
-        self.pump();
-    }
-
-    fn poll_output(&mut self) -> Option<ErasedOutput> {
-        self.out.pop_front()
-    }
-
-    fn deadline(&self) -> Option<Instant> {
-        if self.done {
-            return None;
-        }
-        match (&self.frost, &self.aux) {
-            (Some(frost), _) => frost.poll_timeout().map(|(at, _)| at),
-            (None, Some(aux)) => aux.deadline(),
-            (None, None) => None,
-        }
-    }
-
-    fn wants_primes(&self) -> bool {
-        !self.done && self.aux.as_ref().is_some_and(AuxStage::wants_primes)
-    }
-
-    fn give_primes(&mut self, primes: Option<SafePrimes>) {
-        if let Some(aux) = self.aux.as_mut() {
-            aux.give_primes(primes, self.now);
-        }
-        self.pump();
-    }
-}
+two_phase_session!(EcdsaNodeDkg);
 
 // ---------------------------------------------------------------------------------------------
 // Resharing
@@ -812,16 +882,10 @@ pub struct EcdsaNodeReshare<E: EcdsaCurve>
 where
     NonZero<Point<E>>: AlwaysHasAffineX<E>,
 {
-    me: ParticipantId,
     new_members: BTreeSet<ParticipantId>,
-    now: Instant,
     frost: Option<FrostReshare<Frost<E>>>,
-    plan: Option<AuxPlan>,
     member: Option<crate::reshare::MemberOutput<Frost<E>>>,
-    aux: Option<AuxStage>,
-    early: Early,
-    out: VecDeque<ErasedOutput>,
-    done: bool,
+    tail: AuxTail,
 }
 
 impl<E: EcdsaCurve> EcdsaNodeReshare<E>
@@ -853,7 +917,7 @@ where
             "public key package",
         )
         .map_err(|_| StartError::BadKeyMaterial("public key package does not decode"))?;
-        let me = config.me;
+        let tail = AuxTail::new(config.me, params, seed, now);
         let new_members = config.new_members.clone();
         let frost = FrostReshare::<Frost<E>>::new(
             config,
@@ -864,201 +928,74 @@ where
         )
         .map_err(StartError::Config)?;
         let mut run = EcdsaNodeReshare {
-            me,
             new_members,
-            now,
             frost: Some(frost),
-            plan: Some(AuxPlan {
-                session_id: params.session_id,
-                round_timeout: params.aux_round_timeout,
-                seed: seed.child(b"aux", b""),
-                candidates: params.candidates,
-            }),
             member: None,
-            aux: None,
-            early: Early::default(),
-            out: VecDeque::new(),
-            done: false,
+            tail,
         };
         run.pump();
         Ok(run)
     }
 
-    fn fail(&mut self, f: Failure) {
-        self.done = true;
-        self.frost = None;
-        self.aux = None;
-        self.out.push_back(ErasedOutput::ReshareDone(Err(f)));
+    /// A dealer that is not a new member takes no part in the aux stage.
+    fn aux_expected(&self) -> bool {
+        self.new_members.contains(&self.tail.me)
     }
 
     fn pump(&mut self) {
-        while let Some(frost) = self.frost.as_mut() {
-            let Some(o) = Session::poll_output(frost) else {
-                break;
-            };
-            match o {
-                SessionOutput::Send { to, payload } => self.out.push_back(ErasedOutput::Send {
-                    to,
-                    payload: wrap(KIND_FROST, &payload),
-                }),
-                SessionOutput::Misbehaved { from, reason } => self
-                    .out
-                    .push_back(ErasedOutput::Misbehaved { from, reason }),
-                SessionOutput::Done(Err(f)) => return self.fail(f),
-                SessionOutput::Done(Ok(ReshareOutput::Dealt { .. })) => {
-                    self.frost = None;
-                    self.done = true;
-                    self.out.push_back(ErasedOutput::ReshareDone(Ok(None)));
-                    return;
-                }
-                SessionOutput::Done(Ok(ReshareOutput::Member(m))) => {
-                    self.frost = None;
-                    self.member = Some(*m);
-                    let Some(plan) = self.plan.take() else {
-                        return self.fail(library_failure("aux stage started twice"));
-                    };
-                    let config = AuxConfig {
-                        me: self.me,
-                        participants: self.new_members.clone(),
-                        session_id: plan.session_id,
-                        round_timeout: plan.round_timeout,
-                    };
-                    self.aux = Some(AuxStage::start(
-                        config,
-                        plan.candidates,
-                        plan.seed,
-                        self.now,
-                    ));
-                    for (from, frame) in std::mem::take(&mut self.early.0) {
-                        if let Some(aux) = self.aux.as_mut() {
-                            aux.on_message(from, &frame, self.now);
-                        }
-                    }
+        let frost_result = self
+            .frost
+            .as_mut()
+            .and_then(|f| drain_frost(f, &mut self.tail.out));
+        match frost_result {
+            None => {}
+            Some(Err(f)) => {
+                self.frost = None;
+                return self.tail.end(ErasedOutput::ReshareDone(Err(f)));
+            }
+            Some(Ok(ReshareOutput::Dealt { .. })) => {
+                self.frost = None;
+                return self.tail.end(ErasedOutput::ReshareDone(Ok(None)));
+            }
+            Some(Ok(ReshareOutput::Member(m))) => {
+                self.frost = None;
+                self.member = Some(*m);
+                if let Err(f) = self.tail.begin(self.new_members.clone()) {
+                    return self.tail.end(ErasedOutput::ReshareDone(Err(f)));
                 }
             }
         }
-        while let Some(event) = self.aux.as_mut().and_then(|a| a.events.pop_front()) {
-            if let Some(result) = route_aux(event, &mut self.out) {
-                self.aux = None;
-                match result {
-                    Ok(aux) => self.finish(aux),
-                    Err(f) => self.fail(f),
-                }
+        match self.tail.drain() {
+            None => {}
+            Some(Err(f)) => self.tail.end(ErasedOutput::ReshareDone(Err(f))),
+            Some(Ok(aux)) => {
+                let done = self.finish(aux).map(Some);
+                self.tail.end(ErasedOutput::ReshareDone(done));
             }
         }
     }
 
-    fn finish(&mut self, aux: EcdsaAuxOutput) {
-        let Some(m) = self.member.take() else {
-            return self.fail(library_failure("aux info without a reshared key"));
-        };
-        let result = keygen_output_of::<E>(&m.key_package, &m.public_key_package)
+    fn finish(&mut self, aux: EcdsaAuxOutput) -> Result<ReshareShare, Failure> {
+        let m = self
+            .member
+            .take()
+            .ok_or_else(|| library_failure("aux info without a reshared key"))?;
+        let key = keygen_output_of::<E>(&m.key_package, &m.public_key_package)
             .and_then(|k| EcdsaKey::from_parts(k, aux))
-            .map_err(|e| library_failure(&e.to_string()))
-            .and_then(|key| encode_share(&key).map_err(|e| library_failure(&e)))
-            .and_then(|share| {
-                canonical::encode(&m.public_key_package)
-                    .map(|pkp| {
-                        Some(ReshareShare {
-                            version: m.version,
-                            share,
-                            public_key_package: pkp,
-                            confirmation_digest: m.confirmation_digest,
-                        })
-                    })
-                    .map_err(|_| library_failure("could not encode the public key package"))
-            });
-        self.done = true;
-        self.out.push_back(ErasedOutput::ReshareDone(result));
+            .map_err(|e| library_failure(&e.to_string()))?;
+        let share = encode_share(&key).map_err(|e| library_failure(&e))?;
+        let public_key_package = canonical::encode(&m.public_key_package)
+            .map_err(|_| library_failure("could not encode the public key package"))?;
+        Ok(ReshareShare {
+            version: m.version,
+            share,
+            public_key_package,
+            confirmation_digest: m.confirmation_digest,
+        })
     }
 }
 
-impl<E: EcdsaCurve> ErasedSession for EcdsaNodeReshare<E>
-where
-    NonZero<Point<E>>: AlwaysHasAffineX<E>,
-    Point<E>: HasAffineX<E>,
-{
-    fn handle_input(&mut self, input: SessionInput<'_>) {
-        if self.done {
-            return;
-        }
-        match input {
-            SessionInput::Message { at, from, payload } => {
-                self.now = self.now.max(at);
-                let frame = match decode_outer(payload) {
-                    Ok(f) => f,
-                    Err(r) => {
-                        return self
-                            .out
-                            .push_back(ErasedOutput::Misbehaved { from, reason: r })
-                    }
-                };
-                match (frame.kind, self.frost.as_mut(), self.aux.as_mut()) {
-                    (KIND_FROST, Some(frost), _) => match single_field(&frame) {
-                        Ok(inner) => Session::handle_input(
-                            frost,
-                            SessionInput::Message {
-                                at,
-                                from,
-                                payload: inner,
-                            },
-                        ),
-                        Err(reason) => self
-                            .out
-                            .push_back(ErasedOutput::Misbehaved { from, reason }),
-                    },
-                    (KIND_FROST, None, _) => {}
-                    (KIND_AUX_OFFER | KIND_AUX, _, Some(aux)) => aux.on_message(from, &frame, at),
-                    (KIND_AUX_OFFER | KIND_AUX, Some(_), None)
-                        if self.new_members.contains(&self.me) =>
-                    {
-                        self.early.keep(from, frame)
-                    }
-                    (kind, _, _) => self.out.push_back(ErasedOutput::Misbehaved {
-                        from,
-                        reason: Rejection::UnexpectedKind { kind },
-                    }),
-                }
-            }
-            SessionInput::Timeout { now } => {
-                self.now = self.now.max(now);
-                if let Some(frost) = self.frost.as_mut() {
-                    Session::handle_input(frost, SessionInput::Timeout { now });
-                }
-                if let Some(aux) = self.aux.as_mut() {
-                    aux.on_timeout(now);
-                }
-            }
-        }
-        self.pump();
-    }
-
-    fn poll_output(&mut self) -> Option<ErasedOutput> {
-        self.out.pop_front()
-    }
-
-    fn deadline(&self) -> Option<Instant> {
-        if self.done {
-            return None;
-        }
-        match (&self.frost, &self.aux) {
-            (Some(frost), _) => frost.poll_timeout().map(|(at, _)| at),
-            (None, Some(aux)) => aux.deadline(),
-            (None, None) => None,
-        }
-    }
-
-    fn wants_primes(&self) -> bool {
-        !self.done && self.aux.as_ref().is_some_and(AuxStage::wants_primes)
-    }
-
-    fn give_primes(&mut self, primes: Option<SafePrimes>) {
-        if let Some(aux) = self.aux.as_mut() {
-            aux.give_primes(primes, self.now);
-        }
-        self.pump();
-    }
-}
+two_phase_session!(EcdsaNodeReshare);
 
 // ---------------------------------------------------------------------------------------------
 // Signing
