@@ -301,6 +301,24 @@ where
         self.ready.len()
     }
 
+    /// The key's group public key (SEC1 compressed).
+    pub fn public_key(&self) -> &[u8] {
+        &self.public_key
+    }
+
+    /// Whether `id` is usable now (stored, not reserved, not spent).
+    pub fn is_ready(&self, id: &PresignatureId) -> bool {
+        self.ready.contains_key(id)
+    }
+
+    /// Drops a usable presignature without spending it (the pool is over its bound, or its
+    /// signers will never sign together again). Nothing of it ever left the node, so dropping is
+    /// safe; the id stays unknown and could be filed again only by a new presigning run, which
+    /// never reuses an id. Returns whether it was there.
+    pub fn discard(&mut self, id: &PresignatureId) -> bool {
+        self.ready.remove(id).is_some()
+    }
+
     /// Reserves presignature `id` for `config.message`; returns the write that marks it spent.
     /// No partial signature exists until [`PresignaturePool::consumed`].
     pub fn begin_spend(

@@ -23,6 +23,7 @@
 //! | [`reshare_session`] | `FrostReshare` (dealers and receivers), the same |
 //! | [`node`] | three real `Node`s: peer bytes, client requests, timeouts, crashes |
 //! | [`node_restore`] | `Node::new` from an arbitrary restored state |
+//! | [`ecdsa_node`] | ECDSA stored-form decoders; a non-signing ECDSA signing coordinator |
 //!
 //! Inputs are read with a small cursor that yields zeros once the bytes run out, so every input
 //! is valid and short inputs mean "the honest default". Everything is deterministic: the same
@@ -33,11 +34,13 @@
 //! simulator's checkers as its assertions.
 
 mod decoders;
+mod ecdsa;
 mod node;
 mod seeds;
 mod sessions;
 
 pub use decoders::{frost_packages, node_message, raft_message, registry_command, session_frame};
+pub use ecdsa::ecdsa_node;
 pub use node::{node, node_restore};
 pub use seeds::seeds;
 pub use sessions::{dkg_session, reshare_messages, reshare_session, sign_session};
@@ -58,6 +61,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("reshare_session", reshare_session),
     ("node", node),
     ("node_restore", node_restore),
+    ("ecdsa_node", ecdsa_node),
 ];
 
 /// Reads fuzz input front to back; past the end every read yields zeros (or nothing).

@@ -43,6 +43,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         ("reshare_session", session_op_seeds()),
         ("node", node_seeds()),
         ("node_restore", node_restore_seeds()),
+        ("ecdsa_node", ecdsa_node_seeds()),
     ]
 }
 
@@ -487,4 +488,23 @@ fn restore_input(disk: &Disk) -> Vec<u8> {
         w.u8(u8::try_from(v.0).unwrap_or(u8::MAX)).bytes(s.expose());
     }
     w.finish()
+}
+
+/// A stored presignature-shaped blob (garbage values), then signer messages of every outer kind
+/// to the coordinator: a run message, a result with wrong signatures, an abort, a timeout.
+fn ecdsa_node_seeds() -> Vec<Vec<u8>> {
+    let run = Frame::new(4, vec![0u16.to_be_bytes().to_vec(), vec![1, 2, 3]]).encode();
+    let result = Frame::new(5, vec![vec![1; 65], vec![2; 65]]).encode();
+    let abort = Frame::new(6, vec![]).encode();
+    let mut out = Vec::new();
+    for curve in 0..2u8 {
+        let mut w = InputWriter::default();
+        w.u8(curve).bytes(&[1, 16 + curve, 0, 1]);
+        w.u8(0).bytes(&run);
+        w.u8(1).bytes(&result);
+        w.u8(0).bytes(&abort);
+        w.u8(3).u8(50);
+        out.push(w.finish());
+    }
+    out
 }

@@ -366,7 +366,7 @@ fn assert_key_material<C: Ciphersuite>(
 }
 
 /// Keys from frost's trusted dealer for ids `1..=n` (deterministic).
-fn dealer<C: Ciphersuite>(
+pub(super) fn dealer<C: Ciphersuite>(
     t: u16,
     n: u16,
 ) -> (BTreeMap<ParticipantId, KeyPackage<C>>, PublicKeyPackage<C>) {

@@ -17,10 +17,12 @@
 //!   if one digest is held by all, everyone reuses it; otherwise they run aux info generation,
 //!   which takes one set of this node's pregenerated safe primes ([`ErasedSession::wants_primes`]).
 //!   Generating aux info is tens of seconds of CPU per party; reusing it is free.
-//! - **Signing** ([`EcdsaNodeSign`]): cggmp24's full interactive protocol (presigning and signing
-//!   in one run) per message, on the SHA-256 hash of the **full message**: the hash is fixed before
-//!   any nonce is drawn, the use cggmp24 documents as safe against CVE-2025-66017. The signers
-//!   send the signatures to the coordinator, which verifies each against the group key.
+//! - **Signing** ([`EcdsaNodeSign`]): per message, one online round from a pooled presignature
+//!   (see `node/presign.rs`; the message hashed inside with SHA-256) or, without one, cggmp24's
+//!   full interactive protocol (presigning and signing in one run) on the SHA-256 hash of the
+//!   **full message**: either way the hash is not the client's choice, the use cggmp24 documents
+//!   as safe against CVE-2025-66017. The signers send the signatures to the coordinator, which
+//!   verifies each against the group key.
 //! - **Resharing** ([`EcdsaNodeReshare`]): the FROST resharing session on the same curve (see
 //!   [`crate::ecdsa::reshare`]), then the aux stage among the new members.
 //!
@@ -40,7 +42,7 @@ use zeroize::Zeroizing;
 use super::sessions::{library_failure, ErasedOutput, ErasedSession, ReshareShare, StartError};
 use crate::ecdsa::reshare::{frost_key_of, keygen_output_of};
 use crate::ecdsa::{
-    AuxConfig, EcdsaAux, EcdsaAuxOutput, EcdsaCurve, EcdsaInteractiveSign, EcdsaKey,
+    AuxConfig, EcdsaAux, EcdsaAuxOutput, EcdsaCurve, EcdsaInteractiveSign, EcdsaKey, EcdsaSign,
     EcdsaSignature, Level, SafePrimes, SignersConfig,
 };
 use crate::frost::{canonical, DkgConfig, FrostDkg, SignConfig};
@@ -1048,8 +1050,20 @@ where
     .is_some_and(|canonical| canonical == bytes)
 }
 
-/// A node's part of signing a batch with an ECDSA key: one interactive cggmp24 run per message
-/// at each signer; the coordinator (signer or not) collects the verified signatures.
+/// The frame a signer sends the coordinator and the other signers of signing run it cannot take
+/// part in (it no longer holds the presignature the coordinator named: a restart empties the
+/// pool). It names no one; the coordinator retries with the interactive protocol.
+pub fn abort_frame() -> Vec<u8> {
+    Frame::new(KIND_SIGN_ABORT, Vec::new()).encode()
+}
+
+/// One message's signing run at a signer.
+type SignRun = Box<dyn Session<Output = EcdsaSignature>>;
+
+/// A node's part of signing a batch with an ECDSA key: one run per message at each signer, either
+/// cggmp24's full interactive protocol ([`EcdsaNodeSign::new`]) or one online round from pooled
+/// presignatures ([`EcdsaNodeSign::presigned`]); the coordinator (signer or not) collects the
+/// verified signatures. Both kinds of run exchange the same outer frames.
 pub struct EcdsaNodeSign<E: EcdsaCurve>
 where
     NonZero<Point<E>>: AlwaysHasAffineX<E>,
@@ -1059,7 +1073,8 @@ where
     signers: BTreeSet<ParticipantId>,
     messages: Vec<Vec<u8>>,
     public_key: Point<E>,
-    runs: Vec<Option<EcdsaInteractiveSign<E>>>,
+    /// One run per message: interactive (presigning and signing) or online from a presignature.
+    runs: Vec<Option<SignRun>>,
     signatures: Vec<Option<Vec<u8>>>,
     deadline: Instant,
     out: VecDeque<ErasedOutput>,
@@ -1133,12 +1148,43 @@ where
                     round_timeout: config.round_timeout,
                 };
                 let run_seed = seed.child(b"ecdsa-sign", &(i as u64).to_be_bytes());
-                runs.push(Some(
+                let run: SignRun = Box::new(
                     EcdsaInteractiveSign::<E>::new(signers_config, key, prehash, &run_seed, now)
                         .map_err(cfg_err)?,
-                ));
+                );
+                runs.push(Some(run));
             }
         }
+        Ok(Self::assemble(config, public_key, runs, now))
+    }
+
+    /// Starts a signer's online round from presignatures it has already spent (the spend marks
+    /// are durable: the caller got them acknowledged), one per message in order. The runs' first
+    /// outputs are this signer's partial signatures.
+    pub fn presigned(
+        config: SignConfig,
+        public_key: Point<E>,
+        runs: Vec<EcdsaSign<E>>,
+        now: Instant,
+    ) -> Result<Self, StartError> {
+        if runs.len() != config.messages.len() || !config.signers.contains(&config.me) {
+            return Err(StartError::BadKeyMaterial(
+                "one presignature per message, spent by a signer",
+            ));
+        }
+        let runs = runs
+            .into_iter()
+            .map(|r| Some(Box::new(r) as SignRun))
+            .collect();
+        Ok(Self::assemble(config, public_key, runs, now))
+    }
+
+    fn assemble(
+        config: SignConfig,
+        public_key: Point<E>,
+        runs: Vec<Option<SignRun>>,
+        now: Instant,
+    ) -> Self {
         let n = config.messages.len();
         let mut run = EcdsaNodeSign {
             me: config.me,
@@ -1153,7 +1199,7 @@ where
             done: false,
         };
         run.pump();
-        Ok(run)
+        run
     }
 
     fn signs(&self) -> bool {
@@ -1349,7 +1395,10 @@ where
                         }
                     }
                     KIND_SIGN_RESULT => self.on_result(from, &frame),
-                    KIND_SIGN_ABORT if self.coordinator == self.me && !self.signs() => {
+                    // A signer that cannot take part (a coordinator that does not sign hears of
+                    // every failure this way; any signer may give up on a presignature it no
+                    // longer holds, see `abort_frame`).
+                    KIND_SIGN_ABORT => {
                         let culprits = frame
                             .fields
                             .iter()

@@ -36,6 +36,7 @@
 pub mod ecdsa;
 mod leadership;
 mod membership;
+mod presign;
 pub mod raft_wire;
 pub mod registry;
 pub mod scoring;
@@ -74,6 +75,7 @@ use registry::{
 use sessions::{ErasedOutput, ErasedSession, ReshareShare};
 pub use wire::{
     NodeMessage, Request, RequestError, ReshareOutcome, Response, SessionKey, SessionKind,
+    SignStart,
 };
 
 /// Table holding which DKG attempt produced a stored share (so a failed attempt's share is
@@ -136,6 +138,9 @@ pub struct NodeConfig {
     /// Per-round deadline of ECDSA aux info generation and interactive signing, whose rounds
     /// take seconds of CPU (Paillier proofs): longer than `round_timeout`.
     pub ecdsa_round_timeout: Duration,
+    /// ECDSA presignatures the leader keeps ready per key (made in the background, held in
+    /// the signers' memory, see `presign`); 0 = none, every signature runs the full protocol.
+    pub presignature_depth: usize,
 }
 
 impl NodeConfig {
@@ -167,6 +172,7 @@ impl NodeConfig {
             monitor: scoring::MonitorConfig::default(),
             prime_pool_depth: 2,
             ecdsa_round_timeout: Duration::from_secs(120),
+            presignature_depth: 4,
         }
     }
 }
@@ -343,6 +349,8 @@ type DkgOutcome = Result<Vec<u8>, (String, BTreeSet<ParticipantId>)>;
 struct Held {
     raft_ready: Option<u64>,
     transmits: Vec<(ParticipantId, Vec<u8>)>,
+    /// A presigned signing run to start (its spend marks are this batch).
+    spend: Option<presign::PendingSpend>,
 }
 
 struct Live {
@@ -359,6 +367,8 @@ struct SignJob {
     excluded: BTreeSet<ParticipantId>,
     signers: BTreeSet<ParticipantId>,
     started: Instant,
+    /// This attempt uses pooled presignatures (a failure is retried interactively).
+    presigned: bool,
 }
 
 /// A test signature the leader runs with a staged key version before activating it.
@@ -455,6 +465,10 @@ pub struct Node {
     down: BTreeSet<ParticipantId>,
     /// Pregenerated safe primes for ECDSA aux info.
     primes: crate::ecdsa::primes::PrimePool,
+    /// ECDSA presignature pools (signer) and their inventory (leader).
+    presign: presign::PresignState,
+    /// Presignature counters, for metrics and tests.
+    pub presign_stats: presign::PresignStats,
     /// Probes, health reports and the leader-transfer monitor.
     leadership: leadership::Leadership,
     /// Membership requests waiting for the one in flight (leader).
@@ -646,6 +660,8 @@ impl Node {
             exclusions: select::Exclusions::new(select::ExclusionConfig::default()),
             down: BTreeSet::new(),
             primes: crate::ecdsa::primes::PrimePool::new(cfg.prime_pool_depth),
+            presign: presign::PresignState::default(),
+            presign_stats: presign::PresignStats::default(),
             leadership: leadership::Leadership::new(
                 scoring::LeaderMonitor::new(cfg.monitor),
                 now.saturating_add(cfg.probe_interval),
@@ -973,6 +989,7 @@ impl Node {
                     Held {
                         raft_ready: Some(number),
                         transmits,
+                        spend: None,
                     },
                 );
                 self.outputs
@@ -998,6 +1015,9 @@ impl Node {
             } else {
                 self.outputs.push_back(Output::Transmit { to, bytes });
             }
+        }
+        if let Some(spend) = held.spend {
+            self.start_presigned(spend);
         }
         Ok(())
     }
@@ -1718,13 +1738,14 @@ impl Node {
                 self.stats.sign_sessions += 1;
                 let me = self.cfg.id;
                 for to in signers.iter().copied().filter(|p| *p != me) {
-                    let msg = NodeMessage::SignStart {
+                    let msg = NodeMessage::SignStart(SignStart {
                         session,
                         key: key.clone(),
                         version,
                         signers: signers.clone(),
                         messages: messages.clone(),
-                    };
+                        presignatures: Vec::new(),
+                    });
                     self.send(to, &msg);
                 }
                 self.reshare_tests.insert(
@@ -2051,11 +2072,13 @@ impl Node {
                             key.attempt > t.attempt || matches!(t.state, TaskState::Queued)
                         })
                     }
-                    SessionKind::Sign => {
+                    // Presigning runs start at each signer on the leader's word, so one
+                    // signer's first message can overtake it the same way.
+                    SessionKind::Sign | SessionKind::Presign => {
                         self.registry.members.contains_key(&from) && from != self.cfg.id
                     }
                 };
-                if plausible && key.kind == SessionKind::Sign {
+                if plausible && matches!(key.kind, SessionKind::Sign | SessionKind::Presign) {
                     self.early_signing.entry(key).or_insert(self.now);
                 }
                 if plausible && self.early_count < MAX_EARLY_MESSAGES {
@@ -2117,6 +2140,11 @@ impl Node {
                 ErasedOutput::ReshareDone(result) => {
                     self.sessions.remove(&key);
                     self.on_reshare_done(key, result);
+                    return;
+                }
+                ErasedOutput::PresignDone(result) => {
+                    self.sessions.remove(&key);
+                    self.on_presign_done(key, result);
                     return;
                 }
             }
@@ -2219,6 +2247,7 @@ impl Node {
             });
         }
         self.poll_rotation();
+        self.poll_presign();
         let round_due = self.leadership.poll_timeout() <= now;
         self.poll_leadership();
         if round_due {
@@ -2289,13 +2318,14 @@ impl Node {
                 Err(e) => self.refuse(from, &format!("raft message: {e}")),
             },
             NodeMessage::Session { key, payload } => self.feed_session(key, from, &payload),
-            NodeMessage::SignStart {
+            NodeMessage::SignStart(start) => self.on_sign_start(from, start),
+            NodeMessage::PresignStart {
                 session,
                 key,
                 version,
                 signers,
-                messages,
-            } => self.on_sign_start(from, session, key, version, signers, messages),
+            } => self.on_presign_start(from, session, key, version, signers),
+            NodeMessage::PresignReport { session, ok } => self.on_presign_report(from, session, ok),
             NodeMessage::Forward {
                 request_id,
                 request,
@@ -2580,6 +2610,7 @@ impl Node {
                     excluded: BTreeSet::new(),
                     signers: BTreeSet::new(),
                     started: self.now,
+                    presigned: false,
                 };
                 self.sign_queue.push_back(job);
                 self.schedule_sign();
@@ -2629,9 +2660,23 @@ impl Node {
                     && self.registry.members.contains_key(p)
             })
             .collect();
+        let presigned = if job.attempt == 1 && record.scheme.ecdsa().is_some() {
+            self.take_presignatures(&job.key, record.version, &candidates, job.messages.len())
+        } else {
+            None
+        };
         let weights = select::health_weights(&candidates, &self.metrics, self.now);
         let t = usize::from(record.threshold);
-        let signers = match select::select(&weights, t, &self.exclusions, self.now, &mut self.rng) {
+        let chosen = match &presigned {
+            Some((signers, _)) => Ok(signers.clone()),
+            None => select::select(&weights, t, &self.exclusions, self.now, &mut self.rng),
+        };
+        let (presigned_signer, presignatures) = match presigned {
+            Some((s, ids)) => (s.contains(&self.cfg.id), ids),
+            None => (false, Vec::new()),
+        };
+        job.presigned = !presignatures.is_empty();
+        let signers = match chosen {
             Ok(s) => s,
             Err(select::SelectError::NotEnoughEligible { eligible, .. }) => {
                 let needed = record.threshold;
@@ -2663,6 +2708,28 @@ impl Node {
             messages: job.messages.clone(),
             round_timeout: self.cfg.round_timeout,
         };
+        let me = self.cfg.id;
+        let send_starts = |node: &mut Node, job: &SignJob| {
+            for to in signers.iter().copied().filter(|p| *p != me) {
+                let msg = NodeMessage::SignStart(SignStart {
+                    session,
+                    key: job.key.clone(),
+                    version: record.version,
+                    signers: signers.clone(),
+                    messages: job.messages.clone(),
+                    presignatures: presignatures.clone(),
+                });
+                node.send(to, &msg);
+            }
+        };
+        if presigned_signer {
+            // This leader signs from its own pool: like any signer, only once its spend marks
+            // are durable (`begin_presigned`).
+            send_starts(self, &job);
+            let (key, version) = (job.key.clone(), record.version);
+            self.sign_jobs.insert(run, job);
+            return self.begin_presigned(session, key, version, config, presignatures.clone());
+        }
         let my_share = signers
             .contains(&self.cfg.id)
             .then(|| self.shares.get(&(job.key.clone(), record.version)).cloned())
@@ -2679,17 +2746,7 @@ impl Node {
         ) {
             Ok(s) => {
                 self.stats.sign_sessions += 1;
-                let me = self.cfg.id;
-                for to in signers.iter().copied().filter(|p| *p != me) {
-                    let msg = NodeMessage::SignStart {
-                        session,
-                        key: job.key.clone(),
-                        version: record.version,
-                        signers: signers.clone(),
-                        messages: job.messages.clone(),
-                    };
-                    self.send(to, &msg);
-                }
+                send_starts(self, &job);
                 self.sign_jobs.insert(run, job);
                 self.sessions.insert(session, Live { session: s });
                 self.drain_session(session);
@@ -2704,15 +2761,15 @@ impl Node {
         }
     }
 
-    fn on_sign_start(
-        &mut self,
-        from: ParticipantId,
-        session: SessionKey,
-        key: KeyId,
-        version: KeyVersion,
-        signers: BTreeSet<ParticipantId>,
-        messages: Vec<Vec<u8>>,
-    ) {
+    fn on_sign_start(&mut self, from: ParticipantId, start: SignStart) {
+        let SignStart {
+            session,
+            key,
+            version,
+            signers,
+            messages,
+            presignatures,
+        } = start;
         if session.kind != SessionKind::Sign || self.sessions.contains_key(&session) {
             return self.refuse(from, "duplicate or malformed signing start");
         }
@@ -2740,6 +2797,9 @@ impl Node {
         if !(active_ok || staged_test) || !signers.contains(&self.cfg.id) {
             return self.refuse(from, "signing start with a wrong version or signer set");
         }
+        if !presignatures.is_empty() && (!active_ok || record.scheme.ecdsa().is_none()) {
+            return self.refuse(from, "presignatures named for a key version that has none");
+        }
         let Some(share) = self.shares.get(&(key.clone(), version)).cloned() else {
             return self.refuse(from, "signing start for a share this node does not hold");
         };
@@ -2750,6 +2810,9 @@ impl Node {
             messages,
             round_timeout: self.cfg.round_timeout,
         };
+        if !presignatures.is_empty() {
+            return self.begin_presigned(session, key, version, config, presignatures);
+        }
         let scheme = record.scheme;
         let seed = self.seed.child(b"sign", &session_context(&session));
         match sessions::start_sign(
@@ -2816,7 +2879,11 @@ impl Node {
                     failure: failure.clone(),
                 });
                 job.excluded.extend(failure.culprits.iter().copied());
-                if job.attempt < self.cfg.max_attempts && !failure.culprits.is_empty() {
+                // A presigned attempt may fail with no one to blame (a signer lost its pool in a
+                // restart): the retry runs the interactive protocol.
+                if job.attempt < self.cfg.max_attempts
+                    && (!failure.culprits.is_empty() || job.presigned)
+                {
                     self.start_sign(job);
                 } else {
                     let reason = format!("{:?}", failure.kind);
@@ -2831,6 +2898,7 @@ impl Node {
             }
         }
         self.schedule_sign();
+        self.poll_presign();
     }
 }
 

@@ -44,6 +44,8 @@ pub enum ErasedOutput {
     /// A reshare ended: `Some` at a new member (its share of the new version, secret; the
     /// new public key package; the confirmation digest), `None` at a dealer that is not one.
     ReshareDone(Result<Option<ReshareShare>, Failure>),
+    /// An ECDSA presigning run ended: this signer's presignature, encoded (secret).
+    PresignDone(Result<SecretBytes, Failure>),
 }
 
 /// A new member's result of a reshare, encoded.

@@ -21,6 +21,7 @@ struct Disk {
     entries: BTreeMap<u64, RaftEntry>,
     shares: BTreeMap<(KeyId, KeyVersion), SecretBytes>,
     records: BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>,
+    consumed: BTreeSet<(String, Vec<u8>)>,
 }
 
 impl Disk {
@@ -47,7 +48,9 @@ impl Disk {
                 PersistOp::EraseShare { key, version } => {
                     self.shares.remove(&(key.clone(), *version));
                 }
-                PersistOp::MarkConsumed { .. } => {}
+                PersistOp::MarkConsumed { kind, id } => {
+                    self.consumed.insert((kind.clone(), id.clone()));
+                }
                 PersistOp::PutRecord { table, key, value } => {
                     if let RecordValue::Public(v) = value {
                         self.records
@@ -1401,6 +1404,8 @@ fn ecdsa_keys_are_created_signed_and_reshared_by_the_cluster() {
     let mut c = Cluster::with_fixture_primes(3, 61, |cfg| {
         cfg.prime_pool_depth = 1;
         cfg.rotation_interval = Duration::ZERO;
+        // The interactive protocol here; pooled presignatures have their own test below.
+        cfg.presignature_depth = 0;
     });
     assert!(c.run_until(30_000, |c| c.leader().is_some()));
     assert!(c.nodes.values().all(|n| n.primes_ready() == 1));
@@ -1466,4 +1471,89 @@ fn ecdsa_keys_are_created_signed_and_reshared_by_the_cluster() {
         sign_and_verify(&mut c, f, "s4", "eth", Scheme::EcdsaSecp256k1, &k1),
         KeyVersion(2)
     );
+}
+
+/// Pooled ECDSA presignatures through the node: the leader has them made in the background, a
+/// signing request spends one per message (each signer's spend mark durable before its partial
+/// signature leaves), and a signer that lost its pool in a restart makes the run end at once and
+/// the request succeed with the interactive protocol.
+#[test]
+fn ecdsa_signing_spends_pooled_presignatures_once() {
+    let mut c = Cluster::with_fixture_primes(3, 67, |cfg| {
+        cfg.prime_pool_depth = 1;
+        cfg.rotation_interval = Duration::ZERO;
+        cfg.presignature_depth = 2;
+    });
+    assert!(c.run_until(30_000, |c| c.leader().is_some()));
+    let f = follower(&c);
+    let pk = created_public_key(create(&mut c, f, "e1", "eth", Scheme::EcdsaSecp256k1, 2));
+    let key = KeyId::new("eth").unwrap();
+    let l = c.leader().unwrap();
+    assert!(c.run_until(300_000, |c| c.nodes[&l].presignatures_ready(&key) == 2));
+    let made: u64 = c.nodes.values().map(|n| n.presign_stats.made).sum();
+    assert_eq!(made, 4, "two presignatures, two signers each");
+
+    // A batch of two spends two presignatures of one signer set: one online round.
+    let messages = vec![b"pay 1".to_vec(), b"pay 2".to_vec()];
+    c.client(
+        f,
+        "s1",
+        Request::Sign {
+            key: key.clone(),
+            messages: messages.clone(),
+        },
+    );
+    let Ok(Response::Signed { signatures, .. }) = c.await_answer(f, "s1") else {
+        panic!("presigned batch signing failed");
+    };
+    for (m, s) in messages.iter().zip(&signatures) {
+        assert!(verify(Scheme::EcdsaSecp256k1, &pk, m, s));
+    }
+    let spent: u64 = c.nodes.values().map(|n| n.presign_stats.spent).sum();
+    assert_eq!(spent, 4, "two messages, two signers, one presignature each");
+    // Every spend is marked on the signer's disk (the mark was durable before the partial
+    // signature left; a later start of the same presignature is refused by the pool).
+    for (id, n) in &c.nodes {
+        let marks = c.disks[id]
+            .consumed
+            .iter()
+            .filter(|(kind, _)| kind == presign::CONSUMED_KIND)
+            .count() as u64;
+        assert_eq!(marks, n.presign_stats.spent, "node {id}");
+    }
+    assert!(c.nodes.values().all(|n| n.presign_stats.missing == 0));
+
+    // Refilled in the background; then a signer of the oldest presignature restarts and loses
+    // its pool: the presigned attempt ends at once and the retry signs interactively.
+    assert!(c.run_until(300_000, |c| c.nodes[&l].presignatures_ready(&key) == 2));
+    let victim = *c.nodes[&l]
+        .ready_signer_sets(&key)
+        .first()
+        .unwrap()
+        .iter()
+        .find(|p| **p != l)
+        .unwrap();
+    c.crash(victim);
+    c.start(victim);
+    assert!(c.run_until(10_000, |c| c.nodes[&victim].leader() == Some(l)
+        && c.nodes[&victim].registry().keys.contains_key(&key)));
+    let message = b"after a restart".to_vec();
+    c.client(
+        f,
+        "s2",
+        Request::Sign {
+            key: key.clone(),
+            messages: vec![message.clone()],
+        },
+    );
+    let Ok(Response::Signed { signatures, .. }) = c.await_answer(f, "s2") else {
+        panic!("signing after a pool loss failed");
+    };
+    assert!(verify(
+        Scheme::EcdsaSecp256k1,
+        &pk,
+        &message,
+        &signatures[0]
+    ));
+    assert_eq!(c.nodes[&victim].presign_stats.missing, 1);
 }

@@ -23,6 +23,8 @@ pub enum SessionKind {
     Sign,
     /// A reshare task's attempt (ids from the registry).
     Reshare,
+    /// An ECDSA presigning run that refills a pool (ids from the coordinating leader).
+    Presign,
 }
 
 /// Identifies one session cluster-wide.
@@ -432,17 +434,25 @@ pub enum NodeMessage {
         payload: Vec<u8>,
     },
     /// From the coordinating leader to a chosen signer: start signing.
-    SignStart {
+    SignStart(SignStart),
+    /// From the leader to the chosen signers of an ECDSA key: make one presignature together for
+    /// the pool (its id is derived from `session`).
+    PresignStart {
         /// The run id.
         session: SessionKey,
         /// Which key.
         key: KeyId,
         /// At which version.
         version: KeyVersion,
-        /// Exactly who signs.
+        /// Exactly `threshold` signers.
         signers: BTreeSet<ParticipantId>,
-        /// What.
-        messages: Vec<Vec<u8>>,
+    },
+    /// From a presigning signer to the leader: whether it holds the presignature of `session`.
+    PresignReport {
+        /// The run.
+        session: SessionKey,
+        /// Held and ready (or the run failed here).
+        ok: bool,
     },
     /// From any node to the leader: a client request it received.
     Forward {
@@ -496,6 +506,24 @@ pub enum NodeMessage {
     },
 }
 
+/// The leader's order to a chosen signer to start signing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignStart {
+    /// The run id.
+    pub session: SessionKey,
+    /// Which key.
+    pub key: KeyId,
+    /// At which version.
+    pub version: KeyVersion,
+    /// Exactly who signs.
+    pub signers: BTreeSet<ParticipantId>,
+    /// What.
+    pub messages: Vec<Vec<u8>>,
+    /// ECDSA only: one pooled presignature per message (all signers hold them), or empty for
+    /// the full interactive protocol.
+    pub presignatures: Vec<[u8; 32]>,
+}
+
 /// How one node rates a peer's responsiveness, in a health report to the leader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerRating {
@@ -526,21 +554,38 @@ impl NodeMessage {
                 write_session(&mut w, key);
                 w.bytes(payload);
             }
-            NodeMessage::SignStart {
+            NodeMessage::SignStart(SignStart {
                 session,
                 key,
                 version,
                 signers,
                 messages,
-            } => {
+                presignatures,
+            }) => {
                 w.u8(3);
-                write_session(&mut w, session);
-                w.str(key.as_str()).u32(version.0);
-                write_ids(&mut w, signers);
+                write_run(&mut w, session, key, *version, signers);
                 w.count(messages.len());
                 for m in messages {
                     w.bytes(m);
                 }
+                w.count(presignatures.len());
+                for p in presignatures {
+                    w.bytes(p);
+                }
+            }
+            NodeMessage::PresignStart {
+                session,
+                key,
+                version,
+                signers,
+            } => {
+                w.u8(11);
+                write_run(&mut w, session, key, *version, signers);
+            }
+            NodeMessage::PresignReport { session, ok } => {
+                w.u8(12);
+                write_session(&mut w, session);
+                w.u8(u8::from(*ok));
             }
             NodeMessage::Forward {
                 request_id,
@@ -617,12 +662,56 @@ impl NodeMessage {
                 key: read_session(&mut r)?,
                 payload: r.bytes("session payload", MAX_FRAME_BYTES)?,
             },
-            3 => NodeMessage::SignStart {
+            3 => {
+                let (session, key, version, signers) = read_run(&mut r)?;
+                let messages = read_messages(&mut r)?;
+                let n = r.count("presignatures", MAX_BATCH, 32)?;
+                if n != 0 && n != messages.len() {
+                    return Err(DecodeError::Invalid(
+                        "presignatures: none, or one per message",
+                    ));
+                }
+                let mut presignatures: Vec<[u8; 32]> = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let id: [u8; 32] = r
+                        .bytes("presignature id", 32)?
+                        .try_into()
+                        .map_err(|_| DecodeError::Invalid("presignature id length"))?;
+                    if presignatures.contains(&id) {
+                        return Err(DecodeError::Invalid("presignature named twice"));
+                    }
+                    presignatures.push(id);
+                }
+                NodeMessage::SignStart(SignStart {
+                    session,
+                    key,
+                    version,
+                    signers,
+                    messages,
+                    presignatures,
+                })
+            }
+            11 => {
+                let (session, key, version, signers) = read_run(&mut r)?;
+                NodeMessage::PresignStart {
+                    session,
+                    key,
+                    version,
+                    signers,
+                }
+            }
+            12 => NodeMessage::PresignReport {
                 session: read_session(&mut r)?,
-                key: read_key(&mut r)?,
-                version: KeyVersion(r.u32("version")?),
-                signers: read_ids(&mut r)?,
-                messages: read_messages(&mut r)?,
+                ok: match r.u8("presign report")? {
+                    0 => false,
+                    1 => true,
+                    tag => {
+                        return Err(DecodeError::BadTag {
+                            what: "presign report",
+                            tag,
+                        })
+                    }
+                },
             },
             4 => NodeMessage::Forward {
                 request_id: r.str("request id", MAX_REQUEST_ID)?,
@@ -704,11 +793,36 @@ impl NodeMessage {
     }
 }
 
+/// The head of a run the leader starts at chosen signers (signing, presigning).
+fn write_run(
+    w: &mut Writer,
+    session: &SessionKey,
+    key: &KeyId,
+    version: KeyVersion,
+    signers: &BTreeSet<ParticipantId>,
+) {
+    write_session(w, session);
+    w.str(key.as_str()).u32(version.0);
+    write_ids(w, signers);
+}
+
+type RunHead = (SessionKey, KeyId, KeyVersion, BTreeSet<ParticipantId>);
+
+fn read_run(r: &mut Reader<'_>) -> Result<RunHead, DecodeError> {
+    Ok((
+        read_session(r)?,
+        read_key(r)?,
+        KeyVersion(r.u32("version")?),
+        read_ids(r)?,
+    ))
+}
+
 fn write_session(w: &mut Writer, k: &SessionKey) {
     w.u8(match k.kind {
         SessionKind::Dkg => 1,
         SessionKind::Sign => 2,
         SessionKind::Reshare => 3,
+        SessionKind::Presign => 4,
     })
     .u64(k.task)
     .u32(k.attempt);
@@ -719,6 +833,7 @@ fn read_session(r: &mut Reader<'_>) -> Result<SessionKey, DecodeError> {
         1 => SessionKind::Dkg,
         2 => SessionKind::Sign,
         3 => SessionKind::Reshare,
+        4 => SessionKind::Presign,
         tag => {
             return Err(DecodeError::BadTag {
                 what: "session kind",
@@ -743,6 +858,37 @@ mod tests {
     }
 
     #[test]
+    fn sign_start_names_one_distinct_presignature_per_message_or_none() {
+        let start = |presignatures: Vec<[u8; 32]>| {
+            NodeMessage::SignStart(SignStart {
+                session: SessionKey {
+                    kind: SessionKind::Sign,
+                    task: 1,
+                    attempt: 1,
+                },
+                key: KeyId::new("k").unwrap(),
+                version: KeyVersion(1),
+                signers: [pid(1), pid(2)].into(),
+                messages: vec![b"a".to_vec(), b"b".to_vec()],
+                presignatures,
+            })
+            .encode()
+        };
+        assert!(NodeMessage::decode(&start(vec![])).is_ok());
+        assert!(NodeMessage::decode(&start(vec![[1; 32], [2; 32]])).is_ok());
+        assert_eq!(
+            NodeMessage::decode(&start(vec![[1; 32]])),
+            Err(DecodeError::Invalid(
+                "presignatures: none, or one per message"
+            ))
+        );
+        assert_eq!(
+            NodeMessage::decode(&start(vec![[1; 32], [1; 32]])),
+            Err(DecodeError::Invalid("presignature named twice"))
+        );
+    }
+
+    #[test]
     fn every_message_round_trips() {
         let key = KeyId::new("k1").unwrap();
         let sk = SessionKey {
@@ -756,12 +902,39 @@ mod tests {
                 key: sk,
                 payload: vec![3],
             },
-            NodeMessage::SignStart {
+            NodeMessage::SignStart(SignStart {
                 session: sk,
                 key: key.clone(),
                 version: KeyVersion(1),
                 signers: [pid(1), pid(2)].into(),
                 messages: vec![b"a".to_vec(), vec![]],
+                presignatures: vec![],
+            }),
+            NodeMessage::SignStart(SignStart {
+                session: sk,
+                key: key.clone(),
+                version: KeyVersion(2),
+                signers: [pid(1), pid(3)].into(),
+                messages: vec![b"a".to_vec(), b"b".to_vec()],
+                presignatures: vec![[1; 32], [2; 32]],
+            }),
+            NodeMessage::PresignStart {
+                session: SessionKey {
+                    kind: SessionKind::Presign,
+                    task: 9,
+                    attempt: 1,
+                },
+                key: key.clone(),
+                version: KeyVersion(1),
+                signers: [pid(2), pid(3)].into(),
+            },
+            NodeMessage::PresignReport {
+                session: SessionKey {
+                    kind: SessionKind::Presign,
+                    task: 9,
+                    attempt: 1,
+                },
+                ok: true,
             },
             NodeMessage::Forward {
                 request_id: "r".into(),

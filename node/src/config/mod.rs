@@ -43,6 +43,7 @@
 //!
 //! [ecdsa]                               # threshold ECDSA (ecdsa-cggmp24-* keys)
 //! prime_pool = 2                        # safe-prime sets kept ready; 0 = never generate
+//! presignatures = 4                     # per key, made in the background; 0 = always interactive
 //! primes_file = "/etc/keyshard/primes.json"   # optional: one pregenerated set, loaded at start
 //! round = "120s"                        # per round of aux info and signing (Paillier proofs)
 //! ```
@@ -124,6 +125,8 @@ pub struct Config {
     pub probe_timeout: Duration,
     /// Safe-prime sets kept ready for ECDSA aux info (0: never generate).
     pub prime_pool: usize,
+    /// ECDSA presignatures the leader keeps ready per key (0: sign interactively).
+    pub presignatures: usize,
     /// A file with one pregenerated set of safe primes (JSON), fed to the node at start.
     pub primes_file: Option<PathBuf>,
     /// Per-round deadline of ECDSA aux info and signing.
@@ -285,6 +288,7 @@ impl Config {
         c.probe_interval = self.probe_interval;
         c.probe_timeout = self.probe_timeout;
         c.prime_pool_depth = self.prime_pool;
+        c.presignature_depth = self.presignatures;
         c.ecdsa_round_timeout = self.ecdsa_round_timeout;
         c
     }
@@ -513,6 +517,11 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         Some(n) if (0..=64).contains(&n) => n as usize,
         Some(n) => return Err(invalid("ecdsa.prime_pool", n, "must be 0 to 64")),
     };
+    let presignatures = match raw.ecdsa.presignatures {
+        None => d.presignature_depth,
+        Some(n) if (0..=256).contains(&n) => n as usize,
+        Some(n) => return Err(invalid("ecdsa.presignatures", n, "must be 0 to 256")),
+    };
     let primes_file = raw
         .ecdsa
         .primes_file
@@ -528,6 +537,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
 
     Ok(Config {
         prime_pool,
+        presignatures,
         primes_file,
         ecdsa_round_timeout,
         node_id,

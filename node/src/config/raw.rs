@@ -89,6 +89,7 @@ pub struct RawProbes {
 #[serde(deny_unknown_fields)]
 pub struct RawEcdsa {
     pub prime_pool: Option<i64>,
+    pub presignatures: Option<i64>,
     pub primes_file: Option<String>,
     pub round: Option<String>,
 }

@@ -108,6 +108,8 @@ impl TestServer {
             .arg("--sync-on-commit")
             .arg("--log-level")
             .arg("WARNING")
+            // configureFailPoint (crash.rs holds a commit at the server with it).
+            .arg("--enable-test-commands")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
