@@ -428,6 +428,7 @@ pub async fn run(
                 data_dir: data_dir.clone(),
                 exit: true,
                 binary: binary.clone(),
+                primes_dir: None,
             })
             .map_err(err)?;
             let leader =

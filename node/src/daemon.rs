@@ -50,6 +50,8 @@ pub trait EventSink: Send {
     fn on_request(&mut self, _request_id: &str, _request: &Request) {}
     /// A persist batch took this long to become durable.
     fn on_persist(&mut self, _took: StdDuration) {}
+    /// The node's outputs were drained (its counters may have moved).
+    fn on_drained(&mut self, _node: &Node) {}
 }
 
 /// An answer to a client.
@@ -418,6 +420,7 @@ impl Daemon {
                 Output::GeneratePrimes { count } => self.generate_primes(count),
             }
         }
+        self.events.on_drained(&self.node);
         Ok(())
     }
 

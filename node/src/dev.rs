@@ -31,6 +31,10 @@ pub struct DevOptions {
     pub exit: bool,
     /// The `keyshard` binary to start nodes with.
     pub binary: PathBuf,
+    /// A directory with one set of safe primes per node, `primes-p<id>.json` (as `keyshard
+    /// gen-primes` writes them): each node loads its own at start, so the cluster can create
+    /// ECDSA keys without minutes of prime generation. `None`: no primes (FROST keys only).
+    pub primes_dir: Option<PathBuf>,
 }
 
 /// What the run produced, per scheme.
@@ -242,6 +246,18 @@ pub fn start_cluster(opts: &DevOptions) -> Result<LocalCluster, DevError> {
         binary: opts.binary.clone(),
     };
     for (id, _) in &addresses {
+        if let Some(primes) = &opts.primes_dir {
+            let file = primes.join(format!("primes-p{id}.json"));
+            let config = node_config(&dir, id.get(), &addresses).replacen(
+                "\n[ecdsa]\nprime_pool = 0\n",
+                &format!(
+                    "\n[ecdsa]\nprime_pool = 0\nprimes_file = {:?}\n",
+                    file.display().to_string()
+                ),
+                1,
+            );
+            std::fs::write(dir.join(format!("node-{id}.toml")), config).map_err(err)?;
+        }
         let child = spawn_node(&dir, &opts.binary, *id, &addresses)?;
         cluster.children.push((*id, child));
     }

@@ -114,6 +114,8 @@ pub struct NodeEvents {
     metrics: Arc<Metrics>,
     /// When each client request this node received started, and its type (for metrics).
     started: BTreeMap<String, (StdInstant, TaskType)>,
+    /// The presignature counters last reported.
+    presign_seen: keyshard_core::node::PresignStats,
 }
 
 impl NodeEvents {
@@ -123,6 +125,7 @@ impl NodeEvents {
             audit,
             metrics,
             started: BTreeMap::new(),
+            presign_seen: Default::default(),
         }
     }
 }
@@ -148,6 +151,32 @@ impl NodeEvents {
 impl EventSink for NodeEvents {
     fn on_request(&mut self, request_id: &str, request: &Request) {
         self.request_started(request_id, request);
+    }
+
+    fn on_drained(&mut self, node: &Node) {
+        let (now, seen) = (&node.presign_stats, &self.presign_seen);
+        if now == seen {
+            return;
+        }
+        if now.made > seen.made {
+            tracing::info!(total = now.made, "ECDSA presignature filed in the pool");
+        }
+        if now.spent > seen.spent {
+            tracing::info!(total = now.spent, "ECDSA presignatures spent on signing");
+        }
+        if now.failed > seen.failed {
+            tracing::warn!(total = now.failed, "an ECDSA presigning run failed here");
+        }
+        if now.missing > seen.missing {
+            tracing::warn!(
+                total = now.missing,
+                "a signing run named a presignature this node no longer holds (lost in a \
+                 restart?); the leader retries with the interactive protocol"
+            );
+        }
+        self.metrics
+            .set_presignature_totals(now.made, now.spent, now.failed, now.missing);
+        self.presign_seen = now.clone();
     }
 
     fn on_event(&mut self, node: &Node, event: &Event) {

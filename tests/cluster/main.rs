@@ -23,6 +23,7 @@ fn options(name: &str, nodes: u16) -> (tempfile::TempDir, DevOptions) {
         data_dir: tmp.path().join("cluster"),
         exit: true,
         binary: env!("CARGO_BIN_EXE_keyshard").into(),
+        primes_dir: None,
     };
     (tmp, opts)
 }
@@ -312,4 +313,85 @@ async fn killed_followers_and_leaders_do_not_stop_signing_and_a_restarted_node_c
     )
     .await
     .unwrap();
+}
+
+/// Every node log of the cluster, concatenated (for what the daemons say they did).
+fn node_logs(cluster: &LocalCluster) -> String {
+    cluster
+        .addresses
+        .iter()
+        .map(|(p, _)| {
+            std::fs::read_to_string(cluster.dir.join(format!("node-{p}.log"))).unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Threshold ECDSA through real processes and gRPC: each node loads its safe primes from a file
+/// (the committed public test fixtures), a secp256k1 key is created 2-of-3 (FROST DKG plus
+/// CGGMP24 aux info between the daemons), signs with the interactive protocol, and once the
+/// leader's presignature pool has filled, signs a batch from pooled presignatures; every
+/// signature verifies with key recovery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_create_and_sign_with_a_threshold_ecdsa_key() {
+    let (_tmp, mut opts) = options("ks-ecdsa", 3);
+    opts.primes_dir =
+        Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/fixtures/ecdsa"));
+    let mut cluster = dev::start_cluster(&opts).unwrap();
+    let leader = ready(&mut cluster).await;
+    let f = follower_of(&cluster, leader);
+    let mut app = cluster.app.connect_to(&address(&cluster, f)).await.unwrap();
+    let scheme = Scheme::EcdsaSecp256k1;
+    // Aux info is tens of seconds of CPU per node here (debug build, 2 cores): a request may
+    // time out at the node (60 s) while its task runs on; asking again with the same request id
+    // returns the task's result.
+    let mut created = None;
+    for _ in 0..5 {
+        match app
+            .create_key(pb::CreateKeyRequest {
+                key_id: "eth".into(),
+                scheme: scheme.name().into(),
+                threshold: 2,
+                participants: vec![],
+                request_id: "create-eth".into(),
+            })
+            .await
+        {
+            Ok(r) => {
+                created = Some(r.into_inner());
+                break;
+            }
+            Err(s) if s.message().contains("timed out") => continue,
+            Err(s) => panic!("{s}\n{}", cluster.exited().join("\n")),
+        }
+    }
+    let pk = created.expect("the ECDSA key was created").public_key;
+    assert_eq!(pk.len(), 33, "SEC1 compressed");
+    let v = sign_at(&cluster, f, scheme, "eth", &pk, vec![b"one".to_vec()], "s1")
+        .await
+        .unwrap();
+    assert_eq!(v, 1);
+    // The leader refills its pool (default depth 4, one presigning run at a time) in the
+    // background. Each presignature is filed at both its signers; six filings (three runs,
+    // which go one at a time) leave at least two reported to the leader for a batch of two.
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    while node_logs(&cluster)
+        .matches("ECDSA presignature filed in the pool")
+        .count()
+        < 6
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no presignatures after 240 s:\n{}",
+            cluster.exited().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let batch = vec![b"pay 1".to_vec(), b"pay 2".to_vec()];
+    sign_at(&cluster, f, scheme, "eth", &pk, batch, "s2")
+        .await
+        .unwrap();
+    assert!(
+        node_logs(&cluster).contains("ECDSA presignatures spent on signing"),
+        "the batch did not use the pool"
+    );
 }

@@ -37,6 +37,7 @@ pub mod ecdsa;
 mod leadership;
 mod membership;
 mod presign;
+pub use presign::PresignStats;
 pub mod raft_wire;
 pub mod registry;
 pub mod scoring;
@@ -2212,9 +2213,15 @@ impl Node {
             self.early_signing.remove(&key);
             self.early_count -= self.early.remove(&key).map_or(0, |v| v.len());
         }
+        // A node whose thread was busy (an ECDSA round computes for seconds) wakes up late with
+        // many ticks due, and its peers' messages still queued behind this timeout: ticking
+        // them all now would time out its election (forgetting the leader, so it refuses the
+        // leader's work) before it reads the heartbeats that are waiting. So at most one
+        // heartbeat interval of ticks counts per wake-up; the rest of a stall is skipped, and a
+        // leader that is really gone is still noticed at the normal pace afterwards.
         let mut ticks = 0;
         while self.next_tick <= now {
-            if ticks < 2 * self.cfg.election_ticks && !self.removed {
+            if ticks < self.cfg.heartbeat_ticks && !self.removed {
                 self.raw.tick();
                 self.after_raft();
             }

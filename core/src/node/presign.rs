@@ -398,12 +398,22 @@ impl Node {
         let Some(record) = self.registry.keys.get(&key).cloned() else {
             return;
         };
-        let candidates: BTreeSet<ParticipantId> = record
+        let mut candidates: BTreeSet<ParticipantId> = record
             .participants
             .iter()
             .copied()
             .filter(|p| !self.down.contains(p) && self.registry.members.contains_key(p))
             .collect();
+        // Presigning computes for seconds per round on a signer's node thread; a leader busy
+        // with that sends no heartbeats and may be voted out. Refills leave the leader out
+        // whenever enough other holders are usable.
+        let usable_others = candidates
+            .iter()
+            .filter(|p| **p != self.cfg.id && !self.exclusions.is_excluded(**p, self.now))
+            .count();
+        if usable_others >= usize::from(record.threshold) {
+            candidates.remove(&self.cfg.id);
+        }
         // The pool is per signer set: keep filling the set of the newest presignature (ready
         // or in flight) while all its members are usable, so a batch finds enough of one set;
         // pick a new set (at random, weighted by health, as signing does) when one is not.
@@ -494,6 +504,9 @@ impl Node {
             return self.refuse(from, "duplicate or malformed presigning start");
         }
         if Some(from) != self.leader {
+            // Perhaps a leader this node does not know yet: say no at once rather than let it
+            // wait out the run (a report to a node that leads nothing is ignored).
+            self.report_presign(from, session, false);
             return self.refuse(from, "presigning start from a node that is not the leader");
         }
         let Some(record) = self.registry.keys.get(&key) else {

@@ -1557,3 +1557,20 @@ fn ecdsa_signing_spends_pooled_presignatures_once() {
     ));
     assert_eq!(c.nodes[&victim].presign_stats.missing, 1);
 }
+
+/// A follower whose thread was stalled for seconds (an ECDSA round computing) wakes up with many
+/// ticks due and the leader's heartbeats still queued behind the timer. It must not count the
+/// whole stall towards its election timeout: before the fix it ticked up to two election
+/// timeouts at once, became a pre-candidate, forgot the leader and refused the leader's
+/// `SignStart`/`PresignStart` (found by the multi-process ECDSA test).
+#[test]
+fn a_stalled_follower_keeps_its_leader_when_it_wakes_up() {
+    let mut c = Cluster::new(3, 71, |_| {});
+    assert!(c.run_until(30_000, |c| c.leader().is_some()));
+    let l = c.leader().unwrap();
+    let f = follower(&c);
+    let woke = Instant::from_millis(c.now.as_millis() + 5_000);
+    let node = c.nodes.get_mut(&f).unwrap();
+    node.handle_input(Input::Timeout { now: woke }).unwrap();
+    assert_eq!(node.leader(), Some(l), "the stall started an election");
+}

@@ -699,6 +699,7 @@ async fn dev_command(
         data_dir,
         exit,
         binary: std::env::current_exe()?,
+        primes_dir: None,
     };
     eprintln!("starting {nodes} nodes in {} ...", opts.data_dir.display());
     let mut cluster = dev::start_cluster(&opts)?;

@@ -11,6 +11,7 @@
 //! | `keyshard_peer_send_queue_depth` | gauge | `peer` |
 //! | `keyshard_peer_dropped_messages_total` | counter: messages to a peer dropped (queue full, peer down) | `peer` |
 //! | `keyshard_peer_refused_messages_total` | counter: messages from a peer the core refused | `peer` |
+//! | `keyshard_presignatures_total` | counter: ECDSA presignatures at this node | `event` (made, spent, failed, missing) |
 //!
 //! Labels are node ids and fixed words, never key ids or request ids (unbounded cardinality,
 //! and they are the clients' business).
@@ -127,6 +128,11 @@ struct TypeLabel {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct EventLabel {
+    event: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct PeerLabel {
     peer: u16,
 }
@@ -152,6 +158,9 @@ pub struct Metrics {
     queue_depth: Family<PeerLabel, Gauge>,
     dropped: Family<PeerLabel, Counter>,
     refused: Family<PeerLabel, Counter>,
+    presignatures: Family<EventLabel, Counter>,
+    /// Last totals given to `set_presignature_totals`.
+    presign_seen: Mutex<[u64; 4]>,
 }
 
 impl Default for Metrics {
@@ -217,7 +226,15 @@ impl Metrics {
             "Messages from a peer that were refused and dropped",
             refused.clone(),
         );
+        let presignatures = Family::<EventLabel, Counter>::default();
+        registry.register(
+            "presignatures",
+            "ECDSA presignatures made, spent, failed and missing (named but gone) at this node",
+            presignatures.clone(),
+        );
         Metrics {
+            presignatures,
+            presign_seen: Mutex::new([0; 4]),
             registry,
             tasks,
             task_seconds,
@@ -267,6 +284,30 @@ impl Metrics {
         advance(&self.cache_hits, hits, seen.0);
         advance(&self.cache_misses, misses, seen.1);
         *seen = (hits, misses);
+    }
+
+    /// The node's cumulative presignature counts (`PresignStats`); the counters advance by the
+    /// difference (totals lower than last time, a restarted node, count from zero again).
+    pub fn set_presignature_totals(&self, made: u64, spent: u64, failed: u64, missing: u64) {
+        let mut seen = match self.presign_seen.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let now = [made, spent, failed, missing];
+        for (i, event) in ["made", "spent", "failed", "missing"]
+            .into_iter()
+            .enumerate()
+        {
+            let step = if now[i] >= seen[i] {
+                now[i] - seen[i]
+            } else {
+                now[i]
+            };
+            self.presignatures
+                .get_or_create(&EventLabel { event })
+                .inc_by(step);
+        }
+        *seen = now;
     }
 
     /// How many messages wait to be sent to `peer`.

@@ -41,6 +41,8 @@ fn filled() -> Metrics {
     m.set_share_cache_totals(15, 4);
     m.set_peer_queue_depth(p(2), 12);
     m.peer_message_dropped(p(5));
+    m.set_presignature_totals(4, 0, 1, 0);
+    m.set_presignature_totals(6, 2, 1, 1);
     m
 }
 
@@ -72,6 +74,10 @@ fn every_metric_is_exposed_with_its_value() {
         ("keyshard_peer_send_queue_depth{peer=\"2\"}", 12.0),
         ("keyshard_peer_dropped_messages_total{peer=\"5\"}", 1.0),
         ("keyshard_peer_refused_messages_total{peer=\"4\"}", 2.0),
+        ("keyshard_presignatures_total{event=\"made\"}", 6.0),
+        ("keyshard_presignatures_total{event=\"spent\"}", 2.0),
+        ("keyshard_presignatures_total{event=\"failed\"}", 1.0),
+        ("keyshard_presignatures_total{event=\"missing\"}", 1.0),
     ];
     for (series, value) in expect {
         let got = sample(&text, series).unwrap_or_else(|| panic!("{series} missing:\n{text}"));
