@@ -326,6 +326,26 @@ fn node_logs(cluster: &LocalCluster) -> String {
         .collect()
 }
 
+/// Signs with key `eth`, asking again with the same request id (idempotent) while the node
+/// answers that it has no answer in time (a leader change under load).
+async fn sign_retrying(
+    cluster: &LocalCluster,
+    at: u32,
+    scheme: Scheme,
+    pk: &[u8],
+    messages: Vec<Vec<u8>>,
+    rid: &str,
+) -> u32 {
+    for _ in 0..5 {
+        match sign_at(cluster, at, scheme, "eth", pk, messages.clone(), rid).await {
+            Ok(v) => return v,
+            Err(s) if s.code() == Code::DeadlineExceeded => continue,
+            Err(s) => panic!("{s}"),
+        }
+    }
+    panic!("{rid}: no answer after five tries");
+}
+
 /// Threshold ECDSA through real processes and gRPC: each node loads its safe primes from a file
 /// (the committed public test fixtures), a secp256k1 key is created 2-of-3 (FROST DKG plus
 /// CGGMP24 aux info between the daemons), signs with the interactive protocol, and once the
@@ -360,38 +380,48 @@ async fn three_nodes_create_and_sign_with_a_threshold_ecdsa_key() {
                 created = Some(r.into_inner());
                 break;
             }
-            Err(s) if s.message().contains("timed out") => continue,
+            Err(s) if s.code() == Code::DeadlineExceeded => continue,
             Err(s) => panic!("{s}\n{}", cluster.exited().join("\n")),
         }
     }
     let pk = created.expect("the ECDSA key was created").public_key;
     assert_eq!(pk.len(), 33, "SEC1 compressed");
-    let v = sign_at(&cluster, f, scheme, "eth", &pk, vec![b"one".to_vec()], "s1")
-        .await
-        .unwrap();
+    let v = sign_retrying(&cluster, f, scheme, &pk, vec![b"one".to_vec()], "s1").await;
     assert_eq!(v, 1);
     // The leader refills its pool (default depth 4, one presigning run at a time) in the
-    // background. Each presignature is filed at both its signers; six filings (three runs,
-    // which go one at a time) leave at least two reported to the leader for a batch of two.
-    let deadline = std::time::Instant::now() + Duration::from_secs(240);
-    while node_logs(&cluster)
-        .matches("ECDSA presignature filed in the pool")
-        .count()
-        < 6
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no presignatures after 240 s:\n{}",
-            cluster.exited().join("\n")
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    // background; each presignature is filed at both its signers. On a loaded machine a leader
+    // may change (a presigning round stalls a node's thread for seconds), and a new leader
+    // starts with an empty inventory, so a batch may run interactively: then wait for fresh
+    // filings and sign another. What must hold: some batch is signed from the pool, in time.
+    let filings = |c: &LocalCluster| {
+        node_logs(c)
+            .matches("ECDSA presignature filed in the pool")
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    let (mut batches, mut want) = (0, 6);
+    while !node_logs(&cluster).contains("ECDSA presignatures spent on signing") {
+        if std::time::Instant::now() > deadline {
+            let logs = node_logs(&cluster);
+            let notable: Vec<&str> = logs
+                .lines()
+                .filter(|l| l.contains("leader changed") || l.contains(" WARN "))
+                .collect();
+            panic!(
+                "no batch signed from the pool in 300 s ({batches} signed interactively); \
+                 leader changes and warnings:\n{}\n{}",
+                notable.join("\n"),
+                cluster.exited().join("\n")
+            );
+        }
+        if filings(&cluster) < want {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        batches += 1;
+        let batch = vec![b"pay 1".to_vec(), b"pay 2".to_vec()];
+        sign_retrying(&cluster, f, scheme, &pk, batch, &format!("s2-{batches}")).await;
+        want = filings(&cluster) + 4;
     }
-    let batch = vec![b"pay 1".to_vec(), b"pay 2".to_vec()];
-    sign_at(&cluster, f, scheme, "eth", &pk, batch, "s2")
-        .await
-        .unwrap();
-    assert!(
-        node_logs(&cluster).contains("ECDSA presignatures spent on signing"),
-        "the batch did not use the pool"
-    );
+    println!("a batch was signed from the pool (batches signed: {batches})");
 }
