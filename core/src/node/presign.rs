@@ -341,6 +341,18 @@ impl Node {
             .map_or_else(Vec::new, |r| r.iter().map(|x| x.signers.clone()).collect())
     }
 
+    /// Leader: the oldest ready presignature of `key`'s active version (tests forge starts).
+    #[cfg(test)]
+    pub(super) fn first_ready(&self, key: &KeyId) -> Option<(BTreeSet<ParticipantId>, [u8; 32])> {
+        let record = self.registry.keys.get(key)?;
+        let r = self
+            .presign
+            .ready
+            .get(&(key.clone(), record.version))?
+            .front()?;
+        Some((r.signers.clone(), r.id.0))
+    }
+
     /// Leader: starts one presigning run if a key's pool is below depth, nothing else refills and
     /// no request waits. Also expires runs that will not finish and forgets old versions.
     pub(super) fn poll_presign(&mut self) {
@@ -713,7 +725,12 @@ impl Node {
             .pools
             .get(&slot)
             .is_some_and(|p| ids.iter().all(|id| p.pool.is_ready(id)));
-        if !held || self.presign.spending.contains(&session) {
+        if self.presign.spending.contains(&session) {
+            // A repeated start of a run already spending here: the first one stands (aborting
+            // would end the run this node is part of).
+            return self.refuse(config.coordinator, "duplicate signing start");
+        }
+        if !held {
             self.presign_stats.missing += 1;
             let payload = abort_frame();
             let me = self.cfg.id;

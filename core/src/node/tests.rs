@@ -1556,6 +1556,41 @@ fn ecdsa_signing_spends_pooled_presignatures_once() {
         &signatures[0]
     ));
     assert_eq!(c.nodes[&victim].presign_stats.missing, 1);
+
+    // A repeated `SignStart` of a run whose spend marks a signer is still writing is refused;
+    // before the fix it aborted the very run the signer was part of.
+    assert!(c.run_until(300_000, |c| c.nodes[&l].presignatures_ready(&key) >= 1));
+    let (signers, id) = c.nodes[&l].first_ready(&key).unwrap();
+    // Not the restarted node: it lost this presignature (made before its restart).
+    let signer = *signers.iter().find(|p| **p != victim).unwrap();
+    let start = NodeMessage::SignStart(SignStart {
+        session: SessionKey {
+            kind: SessionKind::Sign,
+            task: u64::MAX - 1,
+            attempt: 1,
+        },
+        key: key.clone(),
+        version: KeyVersion(1),
+        signers,
+        messages: vec![b"repeated".to_vec()],
+        presignatures: vec![id],
+    })
+    .encode();
+    let now = c.now;
+    let node = c.nodes.get_mut(&signer).unwrap();
+    let missing = node.presign_stats.missing;
+    for _ in 0..2 {
+        node.handle_input(Input::Message {
+            at: now,
+            from: l,
+            bytes: &start,
+        })
+        .unwrap();
+    }
+    assert_eq!(
+        node.presign_stats.missing, missing,
+        "the repeat aborted the run"
+    );
 }
 
 /// A follower whose thread was stalled for seconds (an ECDSA round computing) wakes up with many
