@@ -246,36 +246,17 @@ async fn killed_followers_and_leaders_do_not_stop_signing_and_a_restarted_node_c
     // SIGKILL the leader: a new leader is elected and requests go through again (a request in
     // flight may fail clearly with UNAVAILABLE/DEADLINE_EXCEEDED/ABORTED; retried, it succeeds).
     kill9(&mut cluster, leader);
-    let mut signed = false;
-    for attempt in 0..40 {
-        match sign_at(
-            &cluster,
-            f,
-            scheme,
-            "k",
-            &pk,
-            vec![b"after leader kill".to_vec()],
-            "after-leader-kill",
-        )
-        .await
-        {
-            Ok(_) => {
-                signed = true;
-                break;
-            }
-            Err(e) => {
-                assert!(
-                    matches!(
-                        e.code(),
-                        Code::Unavailable | Code::DeadlineExceeded | Code::Aborted
-                    ),
-                    "attempt {attempt}: unexpected error {e:?}"
-                );
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    }
-    assert!(signed, "no signature after the leader was killed");
+    let signed = sign_retrying(
+        &cluster,
+        f,
+        scheme,
+        ("k", &pk),
+        vec![b"after leader kill".to_vec()],
+        "after-leader-kill",
+        40,
+    )
+    .await;
+    assert!(signed.is_some(), "no signature after the leader was killed");
     let status = app
         .cluster_status(pb::ClusterStatusRequest {})
         .await
@@ -326,24 +307,35 @@ fn node_logs(cluster: &LocalCluster) -> String {
         .collect()
 }
 
-/// Signs with key `eth`, asking again with the same request id (idempotent) while the node
-/// answers that it has no answer in time (a leader change under load).
+/// Signs with `key` (and its public key), asking again with the same request id (idempotent)
+/// up to `tries` times, half a second apart, while the cluster answers that it cannot answer now
+/// (UNAVAILABLE, DEADLINE_EXCEEDED or ABORTED: a leader change); any other error fails the test.
+/// The version that signed, or `None` if every try got such an answer.
 async fn sign_retrying(
     cluster: &LocalCluster,
     at: u32,
     scheme: Scheme,
-    pk: &[u8],
+    (key, pk): (&str, &[u8]),
     messages: Vec<Vec<u8>>,
     rid: &str,
-) -> u32 {
-    for _ in 0..5 {
-        match sign_at(cluster, at, scheme, "eth", pk, messages.clone(), rid).await {
-            Ok(v) => return v,
-            Err(s) if s.code() == Code::DeadlineExceeded => continue,
-            Err(s) => panic!("{s}"),
+    tries: u32,
+) -> Option<u32> {
+    for attempt in 0..tries {
+        match sign_at(cluster, at, scheme, key, pk, messages.clone(), rid).await {
+            Ok(v) => return Some(v),
+            Err(e) => {
+                assert!(
+                    matches!(
+                        e.code(),
+                        Code::Unavailable | Code::DeadlineExceeded | Code::Aborted
+                    ),
+                    "{rid} attempt {attempt}: unexpected error {e:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
         }
     }
-    panic!("{rid}: no answer after five tries");
+    None
 }
 
 /// Threshold ECDSA through real processes and gRPC: each node loads its safe primes from a file
@@ -386,8 +378,17 @@ async fn three_nodes_create_and_sign_with_a_threshold_ecdsa_key() {
     }
     let pk = created.expect("the ECDSA key was created").public_key;
     assert_eq!(pk.len(), 33, "SEC1 compressed");
-    let v = sign_retrying(&cluster, f, scheme, &pk, vec![b"one".to_vec()], "s1").await;
-    assert_eq!(v, 1);
+    let v = sign_retrying(
+        &cluster,
+        f,
+        scheme,
+        ("eth", &pk),
+        vec![b"one".to_vec()],
+        "s1",
+        5,
+    )
+    .await;
+    assert_eq!(v, Some(1));
     // The leader refills its pool (default depth 4, one presigning run at a time) in the
     // background; each presignature is filed at both its signers. On a loaded machine a leader
     // may change (a presigning round stalls a node's thread for seconds), and a new leader
@@ -420,7 +421,9 @@ async fn three_nodes_create_and_sign_with_a_threshold_ecdsa_key() {
         }
         batches += 1;
         let batch = vec![b"pay 1".to_vec(), b"pay 2".to_vec()];
-        sign_retrying(&cluster, f, scheme, &pk, batch, &format!("s2-{batches}")).await;
+        let rid = format!("s2-{batches}");
+        let signed = sign_retrying(&cluster, f, scheme, ("eth", &pk), batch, &rid, 5).await;
+        assert!(signed.is_some(), "{rid}: no answer after five tries");
         want = filings(&cluster) + 4;
     }
     println!("a batch was signed from the pool (batches signed: {batches})");
