@@ -34,6 +34,7 @@
 //! [`scoring`] (per-node rolling metrics and the debounced leader-transfer decision).
 
 pub mod ecdsa;
+mod freshness;
 mod leadership;
 mod membership;
 mod presign;
@@ -82,6 +83,9 @@ pub use wire::{
 /// Table holding which DKG attempt produced a stored share (so a failed attempt's share is
 /// erased and a later attempt's is not).
 const SHARE_ORIGIN_TABLE: &str = "share-origin";
+/// Table holding this node's boot count (record [`BOOT_COUNT_KEY`], 8 bytes big-endian).
+const BOOT_TABLE: &str = "node-boot";
+const BOOT_COUNT_KEY: &[u8] = b"count";
 /// Bound on messages buffered for sessions that have not started here yet.
 const MAX_EARLY_MESSAGES: usize = 4096;
 
@@ -422,7 +426,13 @@ pub struct Node {
     cfg: NodeConfig,
     raw: RawNode<MemStorage>,
     rng: CoreRng,
-    seed: Seed,
+    /// Every session's randomness (never derived from a value a peer chose).
+    session_rng: freshness::SessionRandomness,
+    /// Signing and presigning runs served in the current term (replays are refused).
+    served_runs: freshness::ServedRuns,
+    /// The batch recording this boot's count, until it is durable: no signing or presigning
+    /// run starts before (see `freshness`).
+    boot_pending: Option<PersistToken>,
     registry: Registry,
     now: Instant,
     next_tick: Instant,
@@ -449,7 +459,9 @@ pub struct Node {
     my_reports: BTreeMap<(u64, u32), NodeMessage>,
     sign_jobs: BTreeMap<u64, SignJob>,
     sign_queue: VecDeque<SignJob>,
+    /// The next run id's counter within `run_term` (leader; see `next_run_id`).
     next_run: u64,
+    run_term: u64,
     /// Reshare reports per attempt (leader).
     reshare_reports: BTreeMap<(u64, u32), BTreeMap<ParticipantId, ReshareOutcome>>,
     /// Activation test signatures running, by signing run id (leader).
@@ -621,6 +633,19 @@ impl Node {
                     .collect()
             })
             .unwrap_or_default();
+        let boot = restored
+            .records
+            .get(BOOT_TABLE)
+            .and_then(|t| t.get(BOOT_COUNT_KEY))
+            .map(|v| {
+                <[u8; 8]>::try_from(v.as_slice())
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| NodeError::CorruptState("boot count is not 8 bytes".into()))
+            })
+            .transpose()?
+            .unwrap_or(0)
+            .checked_add(1)
+            .ok_or_else(|| NodeError::CorruptState("boot count overflows".into()))?;
         let registry = Registry::new(
             cfg.members.clone(),
             cfg.max_attempts,
@@ -628,7 +653,13 @@ impl Node {
         );
         let mut node = Node {
             rng: seed.child(b"node", &[]).rng(),
-            seed,
+            // The boot count is mixed in so that even a repeated boot seed (a cloned VM, a
+            // test harness) gives a new stream at every boot.
+            session_rng: freshness::SessionRandomness::new(
+                &seed.child(b"boot", &boot.to_be_bytes()),
+            ),
+            served_runs: freshness::ServedRuns::default(),
+            boot_pending: None,
             registry,
             now,
             next_tick: now.saturating_add(cfg.tick),
@@ -653,6 +684,7 @@ impl Node {
             sign_jobs: BTreeMap::new(),
             sign_queue: VecDeque::new(),
             next_run: 1,
+            run_term: 0,
             reshare_reports: BTreeMap::new(),
             reshare_tests: BTreeMap::new(),
             testing: BTreeSet::new(),
@@ -676,6 +708,7 @@ impl Node {
             cfg,
             raw,
         };
+        node.record_boot(boot);
         node.fix_election_timeout();
         node.request_primes();
         node.process_ready();
@@ -1000,10 +1033,38 @@ impl Node {
         }
     }
 
+    /// Persists this boot's count; signing waits until it is durable.
+    fn record_boot(&mut self, boot: u64) {
+        let token = self.token();
+        self.held.insert(token.0, Held::default());
+        self.boot_pending = Some(token);
+        self.outputs.push_back(Output::Persist(PersistBatch {
+            token,
+            ops: vec![PersistOp::PutRecord {
+                table: BOOT_TABLE.into(),
+                key: BOOT_COUNT_KEY.to_vec(),
+                value: RecordValue::Public(boot.to_be_bytes().to_vec()),
+            }],
+        }));
+    }
+
+    /// Refuses a run start while this boot's count is not durable (a crash now would let the
+    /// next boot reuse the count).
+    fn booted(&mut self, from: ParticipantId) -> bool {
+        if self.boot_pending.is_some() {
+            self.refuse(from, "run start before this node's boot record is durable");
+            return false;
+        }
+        true
+    }
+
     fn on_persisted(&mut self, token: PersistToken) -> Result<(), NodeError> {
         let Some(held) = self.held.remove(&token.0) else {
             return Err(NodeError::UnknownToken(token));
         };
+        if self.boot_pending == Some(token) {
+            self.boot_pending = None;
+        }
         if let Some(n) = held.raft_ready {
             self.raw.on_persist_ready(n);
         }
@@ -1031,6 +1092,33 @@ impl Node {
 
     fn is_leader(&self) -> bool {
         self.raw.raft.state == StateRole::Leader
+    }
+
+    /// A new signing or presigning run id: `(term << 32) | n`, `n` counting from 1 in each
+    /// term. A node leads a term at most once (Raft), so an honest leader never issues one id
+    /// twice, across restarts too; signers refuse ids of other terms and ids served before
+    /// (`freshness::ServedRuns`). `None` once the term's 2^32 - 1 ids are used up: the ids
+    /// never wrap into the term bits.
+    fn next_run_id(&mut self) -> Option<u64> {
+        let term = self.raw.raft.term;
+        if self.run_term != term {
+            self.run_term = term;
+            self.next_run = 1;
+        }
+        if term > u64::from(u32::MAX) || self.next_run > u64::from(u32::MAX) {
+            return None;
+        }
+        let run = (term << 32) | self.next_run;
+        self.next_run += 1;
+        Some(run)
+    }
+
+    /// The seed of a session this node takes part in: fresh from the node's own stream,
+    /// hedged with its share (if any) and a digest of what the session is about. Never a
+    /// function of the session key alone, which a peer chose (see `freshness`).
+    fn session_seed(&mut self, label: &[u8], share: Option<&SecretBytes>, context: &[u8]) -> Seed {
+        let secret = share.map_or(&[][..], |s| s.expose());
+        self.session_rng.session_seed(label, secret, context)
     }
 
     // ---------------------------------------------------------------------------------------
@@ -1473,14 +1561,29 @@ impl Node {
         };
         let old_share = participants
             .contains(&me)
-            .then(|| self.shares.get(&(t.spec.key.clone(), from_version)))
+            .then(|| {
+                self.shares
+                    .get(&(t.spec.key.clone(), from_version))
+                    .cloned()
+            })
             .flatten();
-        let seed = self.seed.child(b"reshare", &session_context(&key));
+        let context = freshness::context_digest(
+            b"reshare",
+            &[
+                &session_context(&key),
+                t.spec.key.as_str().as_bytes(),
+                &from_version.0.to_be_bytes(),
+                &record.public_key_package,
+            ],
+        );
+        // (The stream directly: `t` and `record` borrow the registry.)
+        let secret = old_share.as_ref().map_or(&[][..], |s| s.expose());
+        let seed = self.session_rng.session_seed(b"reshare", secret, &context);
         let ecdsa = self.ecdsa_params(record.scheme, &key, &t.spec.participants);
         let started = sessions::start_reshare(
             record.scheme,
             config,
-            old_share,
+            old_share.as_ref(),
             &record.public_key_package,
             ecdsa,
             &seed,
@@ -1705,9 +1808,11 @@ impl Node {
                 return;
             }
         };
+        let Some(run) = self.next_run_id() else {
+            // Counted out for this term (4 billion runs): wait for the next term.
+            return;
+        };
         self.testing.insert((task, attempt));
-        let run = (self.raw.raft.term << 32) | self.next_run;
-        self.next_run += 1;
         let session = SessionKey {
             kind: SessionKind::Sign,
             task: run,
@@ -1725,7 +1830,8 @@ impl Node {
             .contains(&self.cfg.id)
             .then(|| self.shares.get(&(key.clone(), version)).cloned())
             .flatten();
-        let seed = self.seed.child(b"sign", &session_context(&session));
+        let context = sign_context(&session, &key, version, &signers, &messages);
+        let seed = self.session_seed(b"sign", my_share.as_ref(), &context);
         match sessions::start_sign(
             scheme,
             config,
@@ -1944,7 +2050,11 @@ impl Node {
             threshold: t.spec.threshold,
             round_timeout: self.cfg.round_timeout,
         };
-        let seed = self.seed.child(b"dkg", &session_context(&key));
+        let context = freshness::context_digest(
+            b"dkg",
+            &[&session_context(&key), t.spec.key.as_str().as_bytes()],
+        );
+        let seed = self.session_rng.session_seed(b"dkg", &[], &context);
         let ecdsa = self.ecdsa_params(t.spec.scheme, &key, participants);
         let started = sessions::start_dkg(t.spec.scheme, config, ecdsa, &seed, self.now);
         if started.is_ok() {
@@ -2701,8 +2811,15 @@ impl Node {
         };
         job.signers = signers.clone();
         job.started = self.now;
-        let run = (self.raw.raft.term << 32) | self.next_run;
-        self.next_run += 1;
+        let Some(run) = self.next_run_id() else {
+            return self.fail_sign(
+                job,
+                RequestError::Failed {
+                    reason: "this leader's run ids for its term are used up; retry after the next election".into(),
+                    culprits: BTreeSet::new(),
+                },
+            );
+        };
         let session = SessionKey {
             kind: SessionKind::Sign,
             task: run,
@@ -2741,7 +2858,8 @@ impl Node {
             .contains(&self.cfg.id)
             .then(|| self.shares.get(&(job.key.clone(), record.version)).cloned())
             .flatten();
-        let seed = self.seed.child(b"sign", &session_context(&session));
+        let context = sign_context(&session, &job.key, record.version, &signers, &job.messages);
+        let seed = self.session_seed(b"sign", my_share.as_ref(), &context);
         match sessions::start_sign(
             record.scheme,
             config,
@@ -2807,9 +2925,18 @@ impl Node {
         if !presignatures.is_empty() && (!active_ok || record.scheme.ecdsa().is_none()) {
             return self.refuse(from, "presignatures named for a key version that has none");
         }
+        let scheme = record.scheme;
         let Some(share) = self.shares.get(&(key.clone(), version)).cloned() else {
             return self.refuse(from, "signing start for a share this node does not hold");
         };
+        if !self.booted(from) {
+            return;
+        }
+        // Last check, first change: a run id is served once (a replayed start with other
+        // messages would otherwise be a second signature under this signer's name).
+        if let Err(stale) = self.served_runs.admit(self.raw.raft.term, session.task) {
+            return self.refuse(from, &format!("signing start refused: {}", stale.reason()));
+        }
         let config = SignConfig {
             me: self.cfg.id,
             coordinator: from,
@@ -2820,8 +2947,8 @@ impl Node {
         if !presignatures.is_empty() {
             return self.begin_presigned(session, key, version, config, presignatures);
         }
-        let scheme = record.scheme;
-        let seed = self.seed.child(b"sign", &session_context(&session));
+        let context = sign_context(&session, &key, version, &config.signers, &config.messages);
+        let seed = self.session_seed(b"sign", Some(&share), &context);
         match sessions::start_sign(
             scheme,
             config,
@@ -3052,6 +3179,30 @@ fn validate_request(request_id: &str, request: &Request) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// What a signing session is about, for hedging its randomness.
+fn sign_context(
+    session: &SessionKey,
+    key: &KeyId,
+    version: KeyVersion,
+    signers: &BTreeSet<ParticipantId>,
+    messages: &[Vec<u8>],
+) -> [u8; 32] {
+    let mut w = Writer::new();
+    wire::write_ids(&mut w, signers);
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(messages.len() + 4);
+    let session = session_context(session);
+    let version = version.0.to_be_bytes();
+    let signers = w.finish();
+    parts.extend([
+        &session[..],
+        key.as_str().as_bytes(),
+        &version[..],
+        &signers[..],
+    ]);
+    parts.extend(messages.iter().map(Vec::as_slice));
+    freshness::context_digest(b"sign", &parts)
 }
 
 fn session_context(key: &SessionKey) -> Vec<u8> {

@@ -467,8 +467,10 @@ impl Node {
                 s
             }
         };
-        let run = (self.raw.raft.term << 32) | self.next_run;
-        self.next_run += 1;
+        let Some(run) = self.next_run_id() else {
+            self.presign.retry_at = Some(now.saturating_add(self.cfg.round_timeout));
+            return;
+        };
         let session = SessionKey {
             kind: SessionKind::Presign,
             task: run,
@@ -539,13 +541,31 @@ impl Node {
         let Some(share) = self.shares.get(&(key.clone(), version)).cloned() else {
             return self.refuse(from, "presigning start for a share this node does not hold");
         };
+        if !self.booted(from) {
+            return self.report_presign(from, session, false);
+        }
+        if let Err(stale) = self.served_runs.admit(self.raw.raft.term, session.task) {
+            self.report_presign(from, session, false);
+            return self.refuse(
+                from,
+                &format!("presigning start refused: {}", stale.reason()),
+            );
+        }
         let config = SignersConfig {
             me: self.cfg.id,
             signers,
             session_id: session_context(&session),
             round_timeout: self.cfg.ecdsa_round_timeout,
         };
-        let seed = self.seed.child(b"presign", &session_context(&session));
+        let context = super::freshness::context_digest(
+            b"presign",
+            &[
+                &session_context(&session),
+                key.as_str().as_bytes(),
+                &version.0.to_be_bytes(),
+            ],
+        );
+        let seed = self.session_seed(b"presign", Some(&share), &context);
         match start_presign(scheme, config, &share, &seed, self.now) {
             Ok(s) => {
                 self.presign.running.insert(session, (from, key, version));

@@ -10,6 +10,8 @@ use crate::persist::{PersistOp, RestoredState};
 use crate::scheme::Scheme;
 use crate::transcript::Transcript;
 
+mod replay;
+
 fn pid(n: u16) -> ParticipantId {
     ParticipantId::new(n).unwrap()
 }
@@ -1566,7 +1568,8 @@ fn ecdsa_signing_spends_pooled_presignatures_once() {
     let start = NodeMessage::SignStart(SignStart {
         session: SessionKey {
             kind: SessionKind::Sign,
-            task: u64::MAX - 1,
+            // A run id of the leader's term that it has not used (signers refuse other terms).
+            task: (c.nodes[&l].term() << 32) | 0xffff_0000,
             attempt: 1,
         },
         key: key.clone(),
