@@ -13,7 +13,7 @@
 //!
 //! Exit status: 0 on success, 1 on failure, 2 on a usage error.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
