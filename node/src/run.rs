@@ -12,7 +12,7 @@ use keyshard_grpc::{
 };
 use keyshard_pki::{Identity, SecretPem};
 
-use crate::audit::{AuditEvent, AuditLog, SharedAuditLog, SystemClock};
+use crate::audit::{AuditEvent, AuditKey, AuditLog, SharedAuditLog, SystemClock};
 use crate::config::Config;
 use crate::daemon::{Clock, Command, Daemon, DaemonHandle, DaemonParts, PeerSink};
 use crate::metrics::{http::MetricsServer, Metrics};
@@ -139,10 +139,22 @@ pub async fn run_node(config: Config) -> Result<(), RunError> {
         std::fs::create_dir_all(parent)
             .map_err(|e| RunError(format!("cannot create {}: {e}", parent.display())))?;
     }
-    let audit_log =
-        AuditLog::open_repairing(&config.audit_log, me.get(), std::time::SystemTime::now())
-            .map_err(|e| RunError(format!("audit log {}: {e}", config.audit_log.display())))?
-            .0;
+    // The audit chain is keyed by a sub-key of the sealing key, so the key must exist before
+    // the log opens; creating it here is what `open_store` would do a moment later anyway.
+    let sealing_key = config.data_dir.join(crate::audit::SEALING_KEY_FILE);
+    keyshard_store::FileSealer::open_or_create(&sealing_key)
+        .map_err(|e| RunError(format!("audit log: {e}")))?;
+    let audit_key = AuditKey::from_sealing_key_file(&sealing_key)
+        .map_err(|e| RunError(format!("audit log: {e}")))?;
+    let audit_log = AuditLog::open_repairing(
+        &config.audit_log,
+        &config.data_dir.join(crate::audit::CHECKPOINT_FILE),
+        me.get(),
+        audit_key,
+        std::time::SystemTime::now(),
+    )
+    .map_err(|e| RunError(format!("audit log {}: {e}", config.audit_log.display())))?
+    .0;
     let audit = SharedAuditLog::new(audit_log, Arc::new(SystemClock));
     audit
         .append(&AuditEvent::NodeStarted {

@@ -194,8 +194,13 @@ async fn five_nodes_create_sign_remove_a_node_and_reshare_with_every_scheme() {
     }
     // Every node's audit log verifies.
     for (id, _) in &cluster.addresses {
-        let log = cluster.dir.join(format!("node-{id}")).join("audit.log");
-        keyshard_node::audit::verify(&log).unwrap();
+        let dir = cluster.dir.join(format!("node-{id}"));
+        let key = keyshard_node::audit::AuditKey::from_sealing_key_file(
+            &dir.join(keyshard_node::audit::SEALING_KEY_FILE),
+        )
+        .unwrap();
+        let checkpoint = dir.join(keyshard_node::audit::CHECKPOINT_FILE);
+        keyshard_node::audit::verify(&dir.join("audit.log"), &key, Some(&checkpoint)).unwrap();
     }
 }
 

@@ -66,11 +66,17 @@ fn is(line: &serde_json::Value, kind: &str) -> bool {
     line["event"]["type"] == kind
 }
 
-/// Runs `keyshard audit verify FILE`; (success, stdout + stderr).
+/// Runs `keyshard audit verify FILE` with the node's sealing key and checkpoint (the log is in
+/// its data directory); (success, stdout + stderr).
 fn audit_verify(file: &std::path::Path) -> (bool, String) {
+    let data_dir = file.parent().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_keyshard"))
         .args(["audit", "verify"])
         .arg(file)
+        .arg("--sealing-key")
+        .arg(data_dir.join(keyshard_node::audit::SEALING_KEY_FILE))
+        .arg("--checkpoint")
+        .arg(data_dir.join(keyshard_node::audit::CHECKPOINT_FILE))
         .output()
         .unwrap();
     let text = format!(
@@ -337,6 +343,16 @@ async fn every_refusal_is_audited_on_disk_and_audit_verify_detects_tampering() {
     assert!(!ok, "a removed line must fail: {out}");
     assert!(out.contains(&format!("line {number}:")), "{out}");
     assert!(out.contains("missing"), "{out}");
+
+    // Cut the last line off: the checkpoint the node keeps apart from the log catches it.
+    std::fs::write(&log, lines[..lines.len() - 1].concat()).unwrap();
+    let (ok, out) = audit_verify(&log);
+    println!("last line cut off: {}", out.trim());
+    assert!(!ok, "a log cut short must fail: {out}");
+    assert!(
+        out.contains(&format!("line {}: missing", lines.len())),
+        "{out}"
+    );
 
     // And the original verifies again (the failures came from the edits).
     std::fs::write(&log, &original).unwrap();

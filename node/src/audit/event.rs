@@ -120,4 +120,22 @@ pub enum AuditEvent {
         /// Hex SHA-256 of the bytes cut off.
         sha256: String,
     },
+    /// The log was in the old unkeyed (v1) format when the node started: it was renamed and
+    /// the new keyed chain starts with this event, which pins the old file's content.
+    LegacyLogArchived {
+        /// Where the old log now is.
+        file: String,
+        /// Its length in bytes.
+        bytes: u64,
+        /// How many lines it had.
+        lines: u64,
+        /// Hex SHA-256 of the whole file.
+        sha256: String,
+    },
+    /// A slot of the audit checkpoint was unusable at start (a crash during a checkpoint write,
+    /// or tampering) and the checkpoint was rewritten from the log.
+    CheckpointRepaired {
+        /// What was wrong with the slot.
+        reason: String,
+    },
 }

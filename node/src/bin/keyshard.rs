@@ -6,14 +6,14 @@
 //! keyshard certs init --dir DIR | certs issue --dir DIR (--node ID --role tee|mesh | --client NAME --role application|admin)
 //! keyshard key create|list|show, keyshard sign, keyshard reshare, keyshard status,
 //! keyshard members add|remove                     [--profile FILE] [--json]
-//! keyshard audit verify FILE [--json]
+//! keyshard audit verify [FILE] (--config NODE.toml | --sealing-key FILE (--checkpoint FILE | --no-checkpoint)) [--json]
 //! keyshard bench [--nodes 5] [--threshold 3] [--seconds 10] [--batch 32] [--concurrency 4]
 //!                [--scheme frost-ed25519 ...] [--data-dir keyshard-bench | --profile FILE] [--json]
 //! ```
 //!
 //! Exit status: 0 on success, 1 on failure, 2 on a usage error.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -257,10 +257,27 @@ enum MembersCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Checks an audit log's hash chain from its first line to its last.
+    /// Checks an audit log: every line's MAC under the node's audit key (derived from its
+    /// sealing key), the chain from its first line to its last, and, against the node's
+    /// checkpoint, that no line was cut off its end.
     Verify {
-        /// The audit log file.
-        file: PathBuf,
+        /// The audit log file (with --config, defaults to the config's audit_log).
+        #[arg(required_unless_present = "config")]
+        file: Option<PathBuf>,
+        /// The node's config file: the log, the sealing key (<data_dir>/sealing.key) and the
+        /// checkpoint (<data_dir>/audit.head) are found from it.
+        #[arg(long, conflicts_with = "sealing_key")]
+        config: Option<PathBuf>,
+        /// The node's sealing key file, when the config is not at hand (the audit key is
+        /// derived from it; the sealing key itself is never used on the log).
+        #[arg(long)]
+        sealing_key: Option<PathBuf>,
+        /// The node's audit checkpoint (<data_dir>/audit.head).
+        #[arg(long, conflicts_with = "no_checkpoint")]
+        checkpoint: Option<PathBuf>,
+        /// Check without the checkpoint: lines cut off the end of the log then go undetected.
+        #[arg(long)]
+        no_checkpoint: bool,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -359,8 +376,25 @@ fn print_key(info: &pb::KeyInfo, json: bool) -> Result<(), Failure> {
 async fn run(command: Command) -> Result<ExitCode, Failure> {
     match command {
         Command::Audit {
-            command: AuditCommand::Verify { file, json },
-        } => Ok(audit_verify(&file, json)),
+            command:
+                AuditCommand::Verify {
+                    file,
+                    config,
+                    sealing_key,
+                    checkpoint,
+                    no_checkpoint,
+                    json,
+                },
+        } => Ok(audit_verify(
+            AuditSources {
+                file,
+                config,
+                sealing_key,
+                checkpoint,
+                no_checkpoint,
+            },
+            json,
+        )),
         Command::Node { config } => {
             let config = config::Config::load(&config)?;
             init_logs(config.log_level.name());
@@ -764,8 +798,71 @@ async fn dev_command(
     Ok(ExitCode::SUCCESS)
 }
 
-fn audit_verify(file: &Path, json: bool) -> ExitCode {
-    let result = audit::verify(file);
+/// Where `keyshard audit verify` finds the log, the key and the checkpoint.
+struct AuditSources {
+    file: Option<PathBuf>,
+    config: Option<PathBuf>,
+    sealing_key: Option<PathBuf>,
+    checkpoint: Option<PathBuf>,
+    no_checkpoint: bool,
+}
+
+/// What `audit verify` checks: the log, the sealing key file and the checkpoint (if any).
+type AuditPaths = (PathBuf, PathBuf, Option<PathBuf>);
+
+/// The paths to check, or a usage error (exit status 2).
+fn audit_paths(src: AuditSources) -> Result<Result<AuditPaths, String>, String> {
+    if let Some(path) = src.config {
+        let config = match config::Config::load(&path) {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(format!("{}: {e}", path.display()))),
+        };
+        let checkpoint = match (src.checkpoint, src.no_checkpoint) {
+            (_, true) => None,
+            (Some(cp), false) => Some(cp),
+            (None, false) => Some(config.data_dir.join(audit::CHECKPOINT_FILE)),
+        };
+        return Ok(Ok((
+            src.file.unwrap_or(config.audit_log),
+            config.data_dir.join(audit::SEALING_KEY_FILE),
+            checkpoint,
+        )));
+    }
+    let Some(key) = src.sealing_key else {
+        return Err(
+            "the audit log is keyed: give --config NODE.toml, or --sealing-key FILE (the node's \
+             <data_dir>/sealing.key)"
+                .into(),
+        );
+    };
+    let Some(file) = src.file else {
+        return Err("give the audit log FILE (or --config NODE.toml)".into());
+    };
+    match (src.checkpoint, src.no_checkpoint) {
+        (Some(cp), _) => Ok(Ok((file, key, Some(cp)))),
+        (None, true) => Ok(Ok((file, key, None))),
+        (None, false) => Err(
+            "give --checkpoint FILE (the node's <data_dir>/audit.head), or --no-checkpoint to \
+             check the chain alone (lines cut off the end then go undetected)"
+                .into(),
+        ),
+    }
+}
+
+fn audit_verify(src: AuditSources, json: bool) -> ExitCode {
+    let (file, key, checkpoint) = match audit_paths(src) {
+        Ok(Ok(paths)) => paths,
+        Ok(Err(e)) => {
+            eprintln!("keyshard: {e}");
+            return ExitCode::FAILURE;
+        }
+        Err(usage) => {
+            eprintln!("keyshard audit verify: {usage}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = audit::AuditKey::from_sealing_key_file(&key)
+        .and_then(|key| audit::verify(&file, &key, checkpoint.as_deref()));
     if json {
         let value = match &result {
             Ok(r) => serde_json::json!({
@@ -773,6 +870,7 @@ fn audit_verify(file: &Path, json: bool) -> ExitCode {
                 "lines": r.lines,
                 "node": r.node,
                 "last_hash": r.last_hash,
+                "checkpoint": r.checkpoint,
             }),
             Err(e) => serde_json::json!({
                 "ok": false,
@@ -783,14 +881,28 @@ fn audit_verify(file: &Path, json: bool) -> ExitCode {
         println!("{value}");
     } else {
         match &result {
-            Ok(r) => match (&r.last_hash, r.node) {
-                (Some(hash), Some(node)) => println!(
-                    "{}: OK, {} lines, node {node}, last hash {hash}",
-                    file.display(),
-                    r.lines
-                ),
-                _ => println!("{}: OK, empty", file.display()),
-            },
+            Ok(r) => {
+                let pinned = match &r.checkpoint {
+                    Some(c) => format!("; checkpoint at line {}", c.seq),
+                    None => "; no checkpoint given: lines cut off the end would go undetected"
+                        .to_string(),
+                };
+                match (&r.last_hash, r.node) {
+                    (Some(hash), Some(node)) => println!(
+                        "{}: OK, {} lines, node {node}, last hash {hash}{pinned}",
+                        file.display(),
+                        r.lines
+                    ),
+                    _ => println!("{}: OK, empty{pinned}", file.display()),
+                }
+                if let Some(warning) = r.checkpoint.as_ref().and_then(|c| c.warning.as_ref()) {
+                    eprintln!(
+                        "{}: WARNING: checkpoint {warning}; the older slot was used, so the \
+                         last line is not pinned (the node rewrites it at its next start)",
+                        file.display()
+                    );
+                }
+            }
             Err(e) => eprintln!("{}: {e}", file.display()),
         }
     }
