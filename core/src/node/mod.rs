@@ -391,11 +391,12 @@ struct Waiter {
     request: Request,
 }
 
-/// Bounded insertion-ordered cache of answers, per request type.
+/// Bounded insertion-ordered cache of answers, per request type, each bound to the digest of
+/// the request it answers.
 struct ResultCache {
     cap: usize,
     order: VecDeque<String>,
-    map: BTreeMap<String, Result<Response, RequestError>>,
+    map: BTreeMap<String, ([u8; 32], Result<Response, RequestError>)>,
 }
 
 impl ResultCache {
@@ -406,11 +407,18 @@ impl ResultCache {
             map: BTreeMap::new(),
         }
     }
-    fn get(&self, id: &str) -> Option<&Result<Response, RequestError>> {
-        self.map.get(id)
+    /// The answer to request `id` if it asked for `digest`; a refusal if `id` answered
+    /// another request.
+    fn get(&self, id: &str, digest: &[u8; 32]) -> Option<Result<Response, RequestError>> {
+        let (d, r) = self.map.get(id)?;
+        Some(if d == digest {
+            r.clone()
+        } else {
+            Err(id_reused(id))
+        })
     }
-    fn put(&mut self, id: String, r: Result<Response, RequestError>) {
-        if self.map.insert(id.clone(), r).is_none() {
+    fn put(&mut self, id: String, digest: [u8; 32], r: Result<Response, RequestError>) {
+        if self.map.insert(id.clone(), (digest, r)).is_none() {
             self.order.push_back(id);
             while self.order.len() > self.cap {
                 if let Some(old) = self.order.pop_front() {
@@ -419,6 +427,14 @@ impl ResultCache {
             }
         }
     }
+}
+
+/// The refusal of a request whose id answered (or is running) another request.
+fn id_reused(id: &str) -> RequestError {
+    RequestError::BadRequest(format!(
+        "request_id {id:?} was already used for another request (key, messages or parameters \
+         differ); use a new request id"
+    ))
 }
 
 /// The node.
@@ -1309,6 +1325,50 @@ impl Node {
     }
 
     /// The answer to a DKG task, if it has finished.
+    /// The answer to a key creation or reshare request id the registry knows, or a refusal if
+    /// that id was used for another request (other key, scheme, threshold or members).
+    fn task_request_result(
+        &self,
+        request_id: &str,
+        request: &Request,
+    ) -> Option<Result<Response, RequestError>> {
+        let task = *self.registry.requests.get(request_id)?;
+        let t = self.registry.tasks.get(&task)?;
+        let same = match request {
+            Request::CreateKey {
+                key,
+                scheme,
+                threshold,
+                participants,
+            } => {
+                t.kind == TaskKind::Dkg
+                    && t.spec.key == *key
+                    && t.spec.scheme == *scheme
+                    && t.spec.threshold == *threshold
+                    && participants
+                        .as_ref()
+                        .is_none_or(|p| t.spec.participants.is_empty() || *p == t.spec.participants)
+            }
+            Request::Reshare {
+                key,
+                new_threshold,
+                new_members,
+            } => {
+                matches!(t.kind, TaskKind::Reshare { .. })
+                    && t.spec.key == *key
+                    && new_threshold.is_none_or(|n| n == t.spec.threshold)
+                    && new_members
+                        .as_ref()
+                        .is_none_or(|m| *m == t.spec.participants)
+            }
+            _ => false,
+        };
+        if !same {
+            return Some(Err(id_reused(request_id)));
+        }
+        self.task_result(task)
+    }
+
     fn task_result(&self, task: u64) -> Option<Result<Response, RequestError>> {
         let t = self.registry.tasks.get(&task)?;
         match &t.state {
@@ -2447,16 +2507,7 @@ impl Node {
                 request_id,
                 request,
             } => self.on_forward(from, request_id, request),
-            NodeMessage::Reply { request_id, result } => {
-                if let Ok(r) = &result {
-                    if matches!(r, Response::Signed { .. }) {
-                        self.sign_results.put(request_id.clone(), result.clone());
-                    }
-                }
-                if self.waiters.remove(&request_id).is_some() {
-                    self.event(Event::Completed { request_id, result });
-                }
-            }
+            NodeMessage::Reply { request_id, result } => self.complete(request_id, result),
             NodeMessage::DkgReport {
                 task,
                 attempt,
@@ -2495,12 +2546,10 @@ impl Node {
         }
         // Answered before? The same answer again, nothing runs twice.
         let known = match &request {
-            Request::CreateKey { .. } | Request::Reshare { .. } => self
-                .registry
-                .requests
-                .get(&request_id)
-                .and_then(|t| self.task_result(*t)),
-            Request::Sign { .. } => self.sign_results.get(&request_id).cloned(),
+            Request::CreateKey { .. } | Request::Reshare { .. } => {
+                self.task_request_result(&request_id, &request)
+            }
+            Request::Sign { .. } => self.sign_results.get(&request_id, &request.digest()),
             Request::AddMember { .. } | Request::RemoveMember { .. } => {
                 self.membership_result(&request_id)
             }
@@ -2508,6 +2557,13 @@ impl Node {
         if let Some(result) = known {
             self.event(Event::Completed { request_id, result });
             return;
+        }
+        if let Some(w) = self.waiters.get(&request_id) {
+            if w.request != request {
+                let result = Err(id_reused(&request_id));
+                self.event(Event::Completed { request_id, result });
+                return;
+            }
         }
         let deadline = self.now.saturating_add(self.cfg.request_timeout);
         let fresh = self
@@ -2543,6 +2599,19 @@ impl Node {
         }
     }
 
+    /// An answer to a request this node received: cache signatures (bound to what the waiting
+    /// request asked for) and tell the client.
+    fn complete(&mut self, request_id: String, result: Result<Response, RequestError>) {
+        let Some(waiter) = self.waiters.remove(&request_id) else {
+            return;
+        };
+        if let Ok(Response::Signed { .. }) = &result {
+            self.sign_results
+                .put(request_id.clone(), waiter.request.digest(), result.clone());
+        }
+        self.event(Event::Completed { request_id, result });
+    }
+
     fn reply(
         &mut self,
         to: ParticipantId,
@@ -2550,12 +2619,7 @@ impl Node {
         result: Result<Response, RequestError>,
     ) {
         if to == self.cfg.id {
-            if let Ok(Response::Signed { .. }) = &result {
-                self.sign_results.put(request_id.clone(), result.clone());
-            }
-            if self.waiters.remove(&request_id).is_some() {
-                self.event(Event::Completed { request_id, result });
-            }
+            self.complete(request_id, result);
         } else {
             self.send(to, &NodeMessage::Reply { request_id, result });
         }
@@ -2579,6 +2643,14 @@ impl Node {
         if let Err(why) = validate_request(&request_id, &request) {
             return self.reply(origin, request_id, Err(RequestError::BadRequest(why)));
         }
+        if matches!(request, Request::CreateKey { .. } | Request::Reshare { .. }) {
+            if let Some(result) = self.task_request_result(&request_id, &request) {
+                return self.reply(origin, request_id, result);
+            }
+            if self.registry.requests.contains_key(&request_id) {
+                return; // running; every node answers its own waiters when it finishes
+            }
+        }
         match request {
             Request::CreateKey {
                 key,
@@ -2586,17 +2658,6 @@ impl Node {
                 threshold,
                 participants,
             } => {
-                if let Some(result) = self
-                    .registry
-                    .requests
-                    .get(&request_id)
-                    .and_then(|t| self.task_result(*t))
-                {
-                    return self.reply(origin, request_id, result);
-                }
-                if self.registry.requests.contains_key(&request_id) {
-                    return; // running; every node answers its own waiters when it finishes
-                }
                 let members: BTreeSet<ParticipantId> =
                     self.registry.members.keys().copied().collect();
                 let chosen = participants.unwrap_or_default();
@@ -2649,17 +2710,6 @@ impl Node {
                 new_threshold,
                 new_members,
             } => {
-                if let Some(result) = self
-                    .registry
-                    .requests
-                    .get(&request_id)
-                    .and_then(|t| self.task_result(*t))
-                {
-                    return self.reply(origin, request_id, result);
-                }
-                if self.registry.requests.contains_key(&request_id) {
-                    return; // running; every node answers its own waiters when it finishes
-                }
                 // Checked here for a fast, specific answer; the registry checks again on apply
                 // (the key may change between now and then).
                 let Some(record) = self.registry.keys.get(&key) else {
@@ -2706,7 +2756,12 @@ impl Node {
                 }
             }
             Request::Sign { key, messages } => {
-                if let Some(result) = self.sign_results.get(&request_id).cloned() {
+                let digest = Request::Sign {
+                    key: key.clone(),
+                    messages: messages.clone(),
+                }
+                .digest();
+                if let Some(result) = self.sign_results.get(&request_id, &digest) {
                     return self.reply(origin, request_id, result);
                 }
                 if let Some(job) = self
@@ -2715,6 +2770,11 @@ impl Node {
                     .chain(self.sign_queue.iter_mut())
                     .find(|j| j.request_id == request_id)
                 {
+                    // The same id running for other messages: never hand this origin the
+                    // other request's signatures.
+                    if job.key != key || job.messages != messages {
+                        return self.reply(origin, request_id.clone(), Err(id_reused(&request_id)));
+                    }
                     job.origins.insert(origin);
                     return;
                 }
@@ -3000,8 +3060,13 @@ impl Node {
                     version,
                     signatures,
                 });
+                let digest = Request::Sign {
+                    key: job.key.clone(),
+                    messages: job.messages.clone(),
+                }
+                .digest();
                 self.sign_results
-                    .put(job.request_id.clone(), result.clone());
+                    .put(job.request_id.clone(), digest, result.clone());
                 for o in &job.origins {
                     self.reply(*o, job.request_id.clone(), result.clone());
                 }

@@ -11,6 +11,7 @@ use crate::scheme::Scheme;
 use crate::transcript::Transcript;
 
 mod replay;
+mod request_ids;
 
 fn pid(n: u16) -> ParticipantId {
     ParticipantId::new(n).unwrap()

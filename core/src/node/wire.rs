@@ -222,6 +222,19 @@ fn read_messages(r: &mut Reader<'_>) -> Result<Vec<Vec<u8>>, DecodeError> {
 }
 
 impl Request {
+    /// SHA-256 of the request's canonical encoding: what a request id is bound to, so a
+    /// request that reuses another's id is told apart from a retry (and never gets the other
+    /// request's answer).
+    pub fn digest(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut w = Writer::new();
+        self.write(&mut w);
+        let mut h = Sha256::new();
+        h.update(b"keyshard/request/v1");
+        h.update(w.finish());
+        h.finalize().into()
+    }
+
     fn write(&self, w: &mut Writer) {
         match self {
             Request::CreateKey {

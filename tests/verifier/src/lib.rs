@@ -196,14 +196,16 @@ pub fn frost_p256(public_key: &[u8], message: &[u8], signature: &[u8]) -> Result
     rfc9591::verify::<p256::NistP256>(FROST_P256_CONTEXT, public_key, message, signature)
 }
 
-/// Parses DER (leading 0x30) or the 64-byte `r || s` form.
+/// Parses the 64-byte `r || s` form, or DER otherwise. By length, not by a leading 0x30: one raw
+/// signature in 256 has an `r` whose first byte is 0x30 (found when such a P-256 signature was
+/// refused as bad DER).
 macro_rules! parse_ecdsa_signature {
     ($ty:ty, $bytes:expr) => {{
         let bytes: &[u8] = $bytes;
-        let parsed = if bytes.first() == Some(&0x30) {
-            <$ty>::from_der(bytes)
-        } else {
+        let parsed = if bytes.len() == 64 {
             <$ty>::from_slice(bytes)
+        } else {
+            <$ty>::from_der(bytes)
         };
         parsed.map_err(|e| VerifyError::BadSignature(e.to_string()))
     }};
@@ -211,8 +213,8 @@ macro_rules! parse_ecdsa_signature {
 /// ECDSA over secp256k1 with SHA-256 (SEC 1 v2 section 4.1.4), via the RustCrypto `k256` verifier
 /// (no cggmp24 code).
 ///
-/// `public_key` is a SEC1 point (33 bytes compressed or 65 uncompressed); `signature` is DER
-/// (`SEQUENCE { r, s }`) if it starts with 0x30, else the 64-byte `r || s`. `k256` refuses
+/// `public_key` is a SEC1 point (33 bytes compressed or 65 uncompressed); `signature` is the
+/// 64-byte `r || s`, or DER (`SEQUENCE { r, s }`) at any other length. `k256` refuses
 /// high-S signatures, so this also checks the signature is low-S normalised.
 pub fn ecdsa_secp256k1(
     public_key: &[u8],

@@ -457,3 +457,30 @@ fn garbage_short_and_long_inputs_are_rejected_without_panicking() {
         }
     }
 }
+
+/// A raw `r || s` signature whose `r` starts with 0x30 is not DER (before the fix it was parsed
+/// as DER and refused: one P-256 signature in 256 from the cluster failed verification).
+#[test]
+fn a_raw_ecdsa_signature_whose_r_starts_like_der_verifies() {
+    use p256::ecdsa::signature::Signer;
+    let key = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
+    let public = key.verifying_key().to_encoded_point(true);
+    let mut found = 0;
+    for i in 0u32..20_000 {
+        let msg = i.to_be_bytes();
+        let sig: p256::ecdsa::Signature = key.sign(&msg);
+        let sig = sig.normalize_s().unwrap_or(sig);
+        if sig.to_bytes()[0] == 0x30 {
+            assert_eq!(ecdsa_p256(public.as_bytes(), &msg, &sig.to_bytes()), Ok(()));
+            assert_eq!(
+                ecdsa_p256(public.as_bytes(), &msg, sig.to_der().as_bytes()),
+                Ok(())
+            );
+            found += 1;
+            if found == 3 {
+                return;
+            }
+        }
+    }
+    panic!("no signature with a leading 0x30 in 20,000");
+}
