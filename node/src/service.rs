@@ -265,6 +265,22 @@ impl EventSink for NodeEvents {
             Event::BadLogEntry { index, reason } => {
                 tracing::error!(index, %reason, "skipped a committed log entry");
             }
+            Event::PrimesRefused {
+                fingerprint,
+                reason,
+            } => {
+                // In practice only `ecdsa.primes_file` repeats primes (the generator draws from
+                // OS randomness): say what to do about it.
+                tracing::error!(
+                    %fingerprint,
+                    %reason,
+                    "refused safe primes this node already used for ECDSA aux info (its \
+                     Paillier key would serve twice); a primes file is a development/test option \
+                     that feeds one set once: remove `ecdsa.primes_file` or point it at a file \
+                     of primes never used, and let the node generate its primes in the \
+                     background (`ecdsa.prime_pool` > 0)"
+                );
+            }
         }
     }
 
