@@ -31,9 +31,12 @@ pub struct DevOptions {
     pub exit: bool,
     /// The `keyshard` binary to start nodes with.
     pub binary: PathBuf,
-    /// A directory with one set of safe primes per node, `primes-p<id>.json` (as `keyshard
-    /// gen-primes` writes them): each node loads its own at start, so the cluster can create
-    /// ECDSA keys without minutes of prime generation. `None`: no primes (FROST keys only).
+    /// A directory with one set of safe primes per node, `primes-p<id>.json` (JSON, as
+    /// `SafePrimes::to_json` writes them; the committed test fixtures): each node gets a private
+    /// copy (mode 0600, as the node requires) and loads it at start, so the cluster can create
+    /// one ECDSA key without minutes of prime generation. Each set serves one aux run (key
+    /// creation, refresh or reshare) only: a development/test option. `None`: no primes (FROST
+    /// keys only).
     pub primes_dir: Option<PathBuf>,
 }
 
@@ -247,7 +250,10 @@ pub fn start_cluster(opts: &DevOptions) -> Result<LocalCluster, DevError> {
     };
     for (id, _) in &addresses {
         if let Some(primes) = &opts.primes_dir {
-            let file = primes.join(format!("primes-p{id}.json"));
+            let file = private_copy(
+                &primes.join(format!("primes-p{id}.json")),
+                &dir.join(format!("primes-p{id}.json")),
+            )?;
             let config = node_config(&dir, id.get(), &addresses).replacen(
                 "\n[ecdsa]\nprime_pool = 0\n",
                 &format!(
@@ -262,6 +268,26 @@ pub fn start_cluster(opts: &DevOptions) -> Result<LocalCluster, DevError> {
         cluster.children.push((*id, child));
     }
     Ok(cluster)
+}
+
+/// Copies `from` to `to` readable by the owner only: a node refuses a primes file that group or
+/// others may read (they are its Paillier secret), and the committed fixtures are 0644.
+fn private_copy(from: &Path, to: &Path) -> Result<PathBuf, DevError> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let bytes = std::fs::read(from).map_err(|e| err(format!("{}: {e}", from.display())))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(to)
+        .map_err(|e| err(format!("{}: {e}", to.display())))?;
+    // `mode` applies only to a new file: set it on one left by an earlier run too.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| file.write_all(&bytes))
+        .map_err(|e| err(format!("{}: {e}", to.display())))?;
+    Ok(to.to_path_buf())
 }
 
 /// Writes node `id`'s config (if absent) and starts its process, logging to `node-<id>.log`.

@@ -98,14 +98,35 @@ pub fn boot_node(config: &Config, store: &dyn Store, clock: &Clock) -> Result<No
     Ok(node)
 }
 
-/// One set of safe primes from a file written by `keyshard gen-primes` (JSON; sizes checked).
+/// One set of safe primes from `ecdsa.primes_file` (JSON, as `SafePrimes::to_json` writes it;
+/// sizes checked). A development/test option: the core refuses a set it already used for aux
+/// info (its consumed marks survive restarts), so a file feeds one aux run once, however often
+/// the node boots. The primes are the node's future Paillier secret, so the file gets the sealing
+/// key's mode check: a regular file that neither group nor others may access.
 fn load_primes(path: &std::path::Path) -> Result<keyshard_core::ecdsa::SafePrimes, BootError> {
-    let text = zeroize::Zeroizing::new(
-        std::fs::read_to_string(path)
-            .map_err(|e| BootError::Primes(format!("{}: {e}", path.display())))?,
-    );
-    keyshard_core::ecdsa::SafePrimes::from_json(&text)
-        .map_err(|e| BootError::Primes(format!("{}: {e}", path.display())))
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let err = |reason: String| BootError::Primes(format!("{}: {reason}", path.display()));
+    let mut file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| err(format!("cannot stat: {e}")))?;
+    if !meta.is_file() {
+        return Err(err("not a regular file".into()));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(err(format!(
+            "permissions {mode:04o} let group or others read this node's Paillier primes; \
+             refusing to use them (run `chmod 600 {}` if the file was never exposed, otherwise \
+             use primes nobody else has seen)",
+            path.display()
+        )));
+    }
+    let mut text = zeroize::Zeroizing::new(String::new());
+    file.read_to_string(&mut text)
+        .map_err(|e| err(format!("cannot read: {e}")))?;
+    keyshard_core::ecdsa::SafePrimes::from_json(&text).map_err(err)
 }
 
 /// Feeds node events to the audit log, the metrics and the logs.
@@ -265,6 +286,22 @@ impl EventSink for NodeEvents {
             Event::BadLogEntry { index, reason } => {
                 tracing::error!(index, %reason, "skipped a committed log entry");
             }
+            Event::PrimesRefused {
+                fingerprint,
+                reason,
+            } => {
+                // In practice only `ecdsa.primes_file` repeats primes (the generator draws from
+                // OS randomness): say what to do about it.
+                tracing::error!(
+                    %fingerprint,
+                    %reason,
+                    "refused safe primes this node already used for ECDSA aux info (its \
+                     Paillier key would serve twice); a primes file is a development/test option \
+                     that feeds one set once: remove `ecdsa.primes_file` or point it at a file \
+                     of primes never used, and let the node generate its primes in the \
+                     background (`ecdsa.prime_pool` > 0)"
+                );
+            }
         }
     }
 
@@ -293,4 +330,46 @@ pub fn describe(e: &RequestError) -> String {
 /// Whether `dir` looks like a node data directory (for tools that must not clobber one).
 pub fn is_data_dir(dir: &Path) -> bool {
     dir.join("sealing.key").exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    const PRIMES: &str = include_str!("../../core/tests/fixtures/ecdsa/primes-p1.json");
+
+    /// The primes file gets the sealing key's mode check (issue 16, item 8): any access by group
+    /// or others is refused with the path and the fix in the message; 0600 and 0400 load.
+    #[test]
+    fn a_primes_file_readable_by_others_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("primes.json");
+        std::fs::write(&path, PRIMES).unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o660, 0o602, 0o620] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let msg = load_primes(&path).unwrap_err().to_string();
+            assert!(
+                msg.contains("group or others")
+                    && msg.contains("primes.json")
+                    && msg.contains("chmod 600"),
+                "{msg}"
+            );
+            assert!(!msg.contains(&PRIMES[40..80]), "the error shows no prime");
+        }
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert!(load_primes(&path).is_ok(), "{mode:o}");
+        }
+        assert!(load_primes(dir.path())
+            .unwrap_err()
+            .to_string()
+            .contains("not a regular file"));
+        let missing = load_primes(&dir.path().join("none")).unwrap_err();
+        assert!(
+            missing.to_string().starts_with("ecdsa.primes_file: "),
+            "{missing}"
+        );
+    }
 }

@@ -10,13 +10,17 @@
 //!   `x = id` reshare to any member set. (cggmp24's own key generation, in
 //!   [`crate::ecdsa::EcdsaKeygen`], places shares at `x = 1..n` by position, which cannot be
 //!   reshared among other ids.)
-//! - **Aux stage** ([`AuxStage`]): Paillier keys and ring-Pedersen parameters belong to a member
-//!   set, not to a key (cggmp24's aux info takes no key and no curve), so a node reuses aux info
-//!   it already holds for exactly the same members, from another ECDSA key share. One round
-//!   decides: every member offers the digests of the public aux data it holds for these members;
-//!   if one digest is held by all, everyone reuses it; otherwise they run aux info generation,
-//!   which takes one set of this node's pregenerated safe primes ([`ErasedSession::wants_primes`]).
-//!   Generating aux info is tens of seconds of CPU per party; reusing it is free.
+//! - **Aux stage** ([`AuxStage`]): fresh Paillier keys and ring-Pedersen parameters for every new
+//!   key version, from one set of this node's pregenerated safe primes that no aux run here has
+//!   used before ([`ErasedSession::wants_primes`]; the node marks the set consumed durably before
+//!   the stage sends anything, see `crate::ecdsa::primes`). Aux info belongs to a member set, not
+//!   to a key (cggmp24's aux info takes no key and no curve), and this node used to reuse what it
+//!   held for the same members, in a second key or a refresh; but then a Paillier secret stolen
+//!   once decrypts every later presigning round of every such key, and a refresh rotates the
+//!   shares without rotating the Paillier keys: no proactive security for ECDSA. The price is
+//!   paid on every key creation, refresh and reshare: aux info generation (tens of seconds of CPU
+//!   per party, more with many parties) and one set of safe primes per party (minutes of CPU in
+//!   the background), see docs/security.md.
 //! - **Signing** ([`EcdsaNodeSign`]): per message, one online round from a pooled presignature
 //!   (see `node/presign.rs`; the message hashed inside with SHA-256) or, without one, cggmp24's
 //!   full interactive protocol (presigning and signing in one run) on the SHA-256 hash of the
@@ -29,11 +33,10 @@
 //! A stored share ([`encode_share`]) is the members in index order and cggmp24's key share (JSON,
 //! validated by cggmp24 when decoded), so a signer needs nothing from the registry.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 use cggmp24::generic_ec::coords::{AlwaysHasAffineX, HasAffineX};
 use cggmp24::generic_ec::{NonZero, Point, Scalar};
-use cggmp24::key_share::{DirtyAuxInfo, Validate};
 use cggmp24::KeyShare;
 use frost_core::keys::PublicKeyPackage;
 use sha2::{Digest, Sha256};
@@ -59,8 +62,7 @@ type Frost<E> = <E as EcdsaCurve>::Frost;
 
 /// A message of the key-generation or reshare phase (the FROST session's payload inside).
 const KIND_FROST: u8 = 1;
-/// An aux offer: the digests of reusable aux info the sender holds for these members.
-const KIND_AUX_OFFER: u8 = 2;
+// Kind 2 was the aux offer round of aux info reuse, gone (see the module docs): refused.
 /// A message of the aux info protocol (the cggmp24 session's payload inside).
 const KIND_AUX: u8 = 3;
 /// A message of one message's signing run: its index (u16) and the run's payload.
@@ -70,8 +72,6 @@ const KIND_SIGN_RESULT: u8 = 5;
 /// A signer's run failed: the culprits it names (u16 each), to the coordinator.
 const KIND_SIGN_ABORT: u8 = 6;
 
-/// At most this many aux digests are offered (and accepted) per member.
-const MAX_OFFERS: usize = 16;
 /// Messages kept for a stage that has not started here yet, per run.
 const MAX_EARLY: usize = 256;
 /// The rounds of cggmp24's interactive signing, for the coordinator's deadline.
@@ -155,68 +155,26 @@ where
         .map_err(|_| StartError::BadKeyMaterial("could not encode the FROST key package"))
 }
 
-/// The public parts of aux info that every member holds identically.
-fn aux_digest(aux: &DirtyAuxInfo<Level>, parties: &[ParticipantId]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(b"keyshard/ecdsa/aux-public/v1");
-    h.update((parties.len() as u64).to_be_bytes());
-    for p in parties {
-        h.update(p.get().to_be_bytes());
-    }
-    for (n, pp) in aux.N.iter().zip(&aux.pedersen_params) {
-        for x in [n, &pp.hat_N, &pp.s, &pp.t] {
-            let s = x.to_string();
-            h.update((s.len() as u64).to_be_bytes());
-            h.update(s.as_bytes());
-        }
-    }
-    h.finalize().into()
-}
-
-/// Aux info this node holds for one member set, found in its stored ECDSA shares: what an aux
-/// stage may reuse. Secret (this node's Paillier primes).
-pub struct AuxCandidate {
-    digest: [u8; 32],
-    aux: EcdsaAuxOutput,
-}
-
-impl std::fmt::Debug for AuxCandidate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuxCandidate")
-            .field("digest", &hex_short(&self.digest))
-            .finish_non_exhaustive()
-    }
-}
-
-fn hex_short(d: &[u8; 32]) -> String {
-    d[..6].iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The aux info inside a stored share of either curve, if the share is for exactly `parties`.
-pub fn aux_candidate(
+/// The fingerprints ([`crate::ecdsa::primes::modulus_fingerprint`]) of every member's Paillier
+/// modulus `N_j` in a stored share of either curve, in member order: public (aux info publishes
+/// the moduli). What shows that a refresh gave every member a new Paillier key.
+pub fn paillier_fingerprints(
     scheme: crate::ecdsa::EcdsaScheme,
     share: &[u8],
-    parties: &BTreeSet<ParticipantId>,
-) -> Option<AuxCandidate> {
-    fn of<E: EcdsaCurve>(share: &[u8]) -> Option<AuxCandidate>
+) -> Option<Vec<[u8; 32]>> {
+    fn of<E: EcdsaCurve>(share: &[u8]) -> Option<Vec<[u8; 32]>>
     where
         NonZero<Point<E>>: AlwaysHasAffineX<E>,
     {
         let key = decode_share::<E>(share).ok()?;
-        let dirty: DirtyAuxInfo<Level> = key.share.aux.clone();
-        let digest = aux_digest(&dirty, &key.parties);
-        let aux = dirty.validate().ok()?;
-        Some(AuxCandidate {
-            digest,
-            aux: EcdsaAuxOutput {
-                aux,
-                parties: key.parties,
-            },
-        })
-    }
-    let listed = share_parties(share)?;
-    if listed.len() != parties.len() || !listed.iter().eq(parties.iter()) {
-        return None;
+        Some(
+            key.share
+                .aux
+                .N
+                .iter()
+                .map(crate::ecdsa::primes::modulus_fingerprint)
+                .collect(),
+        )
     }
     match scheme {
         crate::ecdsa::EcdsaScheme::Secp256k1 => of::<cggmp24::supported_curves::Secp256k1>(share),
@@ -263,9 +221,7 @@ enum AuxEvent {
 }
 
 enum AuxState {
-    /// Waiting for every member's offer.
-    Offering,
-    /// Fresh aux info is needed; waiting for the driver's primes.
+    /// Waiting for the node's primes (taken from its pool, their consumed marks made durable).
     WantPrimes,
     /// Running aux info generation.
     Running(Box<EcdsaAux>),
@@ -273,64 +229,31 @@ enum AuxState {
     Finished,
 }
 
-/// Decides between reusing aux info and generating it, then yields it (see the module docs).
+/// Fresh aux info for one key version (see the module docs): waits for one set of this node's
+/// primes, then runs cggmp24's aux info generation among the members.
 struct AuxStage {
     me: ParticipantId,
     parties: BTreeSet<ParticipantId>,
     session_id: Vec<u8>,
     round_timeout: Duration,
     seed: Seed,
-    mine: BTreeMap<[u8; 32], EcdsaAuxOutput>,
-    offers: BTreeMap<ParticipantId, BTreeSet<[u8; 32]>>,
     early: Vec<(ParticipantId, Vec<u8>)>,
     state: AuxState,
-    deadline: Instant,
     events: VecDeque<AuxEvent>,
 }
 
 impl AuxStage {
-    fn start(
-        config: AuxConfig,
-        candidates: Vec<AuxCandidate>,
-        seed: Seed,
-        now: Instant,
-    ) -> AuxStage {
-        let mut mine = BTreeMap::new();
-        for c in candidates {
-            let listed: Vec<ParticipantId> = config.participants.iter().copied().collect();
-            if c.aux.parties == listed && mine.len() < MAX_OFFERS {
-                mine.insert(c.digest, c.aux);
-            }
-        }
-        let offer = Frame::new(
-            KIND_AUX_OFFER,
-            mine.keys().map(|d| d.to_vec()).collect::<Vec<_>>(),
-        )
-        .encode();
-        let mut stage = AuxStage {
+    fn start(config: AuxConfig, seed: Seed) -> AuxStage {
+        AuxStage {
             me: config.me,
             parties: config.participants,
             session_id: config.session_id,
             round_timeout: config.round_timeout,
             seed,
-            offers: BTreeMap::new(),
             early: Vec::new(),
-            state: AuxState::Offering,
-            deadline: now.saturating_add(config.round_timeout),
+            state: AuxState::WantPrimes,
             events: VecDeque::new(),
-            mine,
-        };
-        for to in stage.parties.clone() {
-            if to != stage.me {
-                stage
-                    .events
-                    .push_back(AuxEvent::Send(to, Payload::new(offer.clone())));
-            }
         }
-        let own: BTreeSet<[u8; 32]> = stage.mine.keys().copied().collect();
-        stage.offers.insert(stage.me, own);
-        stage.decide(now);
-        stage
     }
 
     fn on_message(&mut self, from: ParticipantId, frame: &Frame, now: Instant) {
@@ -340,44 +263,6 @@ impl AuxStage {
                 .push_back(AuxEvent::Misbehaved(from, Rejection::NotAParticipant));
         }
         match frame.kind {
-            KIND_AUX_OFFER => {
-                if !matches!(self.state, AuxState::Offering) {
-                    return self
-                        .events
-                        .push_back(AuxEvent::Misbehaved(from, Rejection::StaleRound));
-                }
-                if self.offers.contains_key(&from) {
-                    return self
-                        .events
-                        .push_back(AuxEvent::Misbehaved(from, Rejection::AlreadyReceived));
-                }
-                if frame.fields.len() > MAX_OFFERS {
-                    return self.events.push_back(AuxEvent::Misbehaved(
-                        from,
-                        Rejection::WrongCount {
-                            field: "aux offers",
-                            expected: MAX_OFFERS,
-                            actual: frame.fields.len(),
-                        },
-                    ));
-                }
-                let mut digests = BTreeSet::new();
-                for f in &frame.fields {
-                    let Ok(d) = <[u8; 32]>::try_from(f.as_slice()) else {
-                        return self.events.push_back(AuxEvent::Misbehaved(
-                            from,
-                            Rejection::WrongSize {
-                                field: "aux offer",
-                                expected: 32,
-                                actual: f.len(),
-                            },
-                        ));
-                    };
-                    digests.insert(d);
-                }
-                self.offers.insert(from, digests);
-                self.decide(now);
-            }
             KIND_AUX => {
                 let inner = match single_field(frame) {
                     Ok(i) => i.to_vec(),
@@ -392,7 +277,8 @@ impl AuxStage {
                         });
                         self.pump();
                     }
-                    AuxState::Offering | AuxState::WantPrimes => {
+                    // A member that got its primes first; kept until ours are durable.
+                    AuxState::WantPrimes => {
                         if self.early.len() < MAX_EARLY {
                             self.early.push((from, inner));
                         }
@@ -407,33 +293,6 @@ impl AuxStage {
         }
     }
 
-    /// Once every offer is in: reuse the smallest digest everyone holds, or ask for primes.
-    fn decide(&mut self, now: Instant) {
-        if !matches!(self.state, AuxState::Offering) || self.offers.len() < self.parties.len() {
-            return;
-        }
-        let mut common: Option<BTreeSet<[u8; 32]>> = None;
-        for set in self.offers.values() {
-            common = Some(match common {
-                None => set.clone(),
-                Some(c) => c.intersection(set).copied().collect(),
-            });
-        }
-        let chosen = common.and_then(|c| c.into_iter().next());
-        match chosen.and_then(|d| self.mine.remove(&d)) {
-            Some(aux) => {
-                self.state = AuxState::Finished;
-                self.mine.clear();
-                self.events.push_back(AuxEvent::Done(Ok(aux)));
-            }
-            None => {
-                self.mine.clear();
-                self.state = AuxState::WantPrimes;
-                self.deadline = now.saturating_add(self.round_timeout);
-            }
-        }
-    }
-
     fn give_primes(&mut self, primes: Option<SafePrimes>, now: Instant) {
         if !matches!(self.state, AuxState::WantPrimes) {
             return;
@@ -443,8 +302,9 @@ impl AuxStage {
             return self
                 .events
                 .push_back(AuxEvent::Done(Err(library_failure(&format!(
-                    "participant {} has no pregenerated safe primes for new aux info (they are \
-                 generated in the background, minutes of CPU per set); retry later",
+                    "participant {} has no unused safe primes for new aux info (they are \
+                 generated in the background, minutes of CPU per set, and each set serves one \
+                 aux run only); retry later",
                     self.me
                 )))));
         };
@@ -479,25 +339,9 @@ impl AuxStage {
     }
 
     fn on_timeout(&mut self, now: Instant) {
-        match &mut self.state {
-            AuxState::Offering if now >= self.deadline => {
-                let silent = self
-                    .parties
-                    .iter()
-                    .copied()
-                    .filter(|p| !self.offers.contains_key(p))
-                    .collect();
-                self.state = AuxState::Finished;
-                self.events.push_back(AuxEvent::Done(Err(failure(
-                    FailureKind::Timeout { round: 1 },
-                    silent,
-                ))));
-            }
-            AuxState::Running(run) => {
-                run.handle_input(SessionInput::Timeout { now });
-                self.pump();
-            }
-            _ => {}
+        if let AuxState::Running(run) = &mut self.state {
+            run.handle_input(SessionInput::Timeout { now });
+            self.pump();
         }
     }
 
@@ -529,9 +373,10 @@ impl AuxStage {
         matches!(self.state, AuxState::WantPrimes)
     }
 
+    /// None while waiting for primes: the node answers at once (no primes: the run fails; some:
+    /// as soon as their consumed marks are durable).
     fn deadline(&self) -> Option<Instant> {
         match &self.state {
-            AuxState::Offering => Some(self.deadline),
             AuxState::Running(run) => run.poll_timeout().map(|(at, _)| at),
             AuxState::WantPrimes | AuxState::Finished => None,
         }
@@ -554,8 +399,6 @@ impl Early {
 pub struct EcdsaRunParams {
     /// Unique per run and equal at every participant (the node uses the session key).
     pub session_id: Vec<u8>,
-    /// Aux info this node holds, for reuse (see [`aux_candidate`]).
-    pub candidates: Vec<AuxCandidate>,
     /// Per-round deadline of the aux stage (long: its proofs take seconds of CPU per round).
     pub aux_round_timeout: Duration,
 }
@@ -604,7 +447,7 @@ impl AuxTail {
             session_id: params.session_id,
             round_timeout: params.aux_round_timeout,
         };
-        let mut stage = AuxStage::start(config, params.candidates, seed, self.now);
+        let mut stage = AuxStage::start(config, seed);
         for (from, frame) in std::mem::take(&mut self.early.0) {
             stage.on_message(from, &frame, self.now);
         }
@@ -634,11 +477,11 @@ impl AuxTail {
             },
             // A late FROST-phase message after this member moved on.
             (KIND_FROST, false, _) => Routed::Handled,
-            (KIND_AUX_OFFER | KIND_AUX, _, Some(aux)) => {
+            (KIND_AUX, _, Some(aux)) => {
                 aux.on_message(from, &frame, at);
                 Routed::Handled
             }
-            (KIND_AUX_OFFER | KIND_AUX, true, None) if aux_expected => {
+            (KIND_AUX, true, None) if aux_expected => {
                 self.early.keep(from, frame);
                 Routed::Handled
             }

@@ -321,6 +321,15 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// Safe primes the driver supplied were refused: an aux run here already used them (a
+    /// primes file fed again after a restart, typically), so using them again would reuse a
+    /// Paillier key. Nothing else changed; the driver should log it loudly.
+    PrimesRefused {
+        /// SHA-256 fingerprint of the repeated modulus (hex; public, not the primes).
+        fingerprint: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Caller misuse (never caused by a peer).
@@ -492,8 +501,11 @@ pub struct Node {
     exclusions: select::Exclusions,
     /// Peers the transport reports unreachable.
     down: BTreeSet<ParticipantId>,
-    /// Pregenerated safe primes for ECDSA aux info.
+    /// Pregenerated safe primes for ECDSA aux info, and the fingerprints of every set ever used.
     primes: crate::ecdsa::primes::PrimePool,
+    /// Primes taken for an aux run, by the token of the batch that marks them consumed: the run
+    /// gets them (and can send its first message) only once that batch is durable.
+    primes_held: BTreeMap<u64, (SessionKey, crate::ecdsa::SafePrimes)>,
     /// ECDSA presignature pools (signer) and their inventory (leader).
     presign: presign::PresignState,
     /// Presignature counters, for metrics and tests.
@@ -640,6 +652,11 @@ impl Node {
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let raw = RawNode::new(&raft_cfg, storage, &logger)
             .map_err(|e| NodeError::BadConfig(format!("raft: {e}")))?;
+        // Every set of primes an aux run here ever took stays refused (see `ecdsa::primes`).
+        let mut primes = crate::ecdsa::primes::PrimePool::new(cfg.prime_pool_depth);
+        if let Some(ids) = restored.consumed.get(crate::ecdsa::primes::CONSUMED_KIND) {
+            primes.restore_consumed(ids);
+        }
         let share_origin = restored
             .records
             .get(SHARE_ORIGIN_TABLE)
@@ -708,7 +725,8 @@ impl Node {
             metrics: BTreeMap::new(),
             exclusions: select::Exclusions::new(select::ExclusionConfig::default()),
             down: BTreeSet::new(),
-            primes: crate::ecdsa::primes::PrimePool::new(cfg.prime_pool_depth),
+            primes,
+            primes_held: BTreeMap::new(),
             presign: presign::PresignState::default(),
             presign_stats: presign::PresignStats::default(),
             leadership: leadership::Leadership::new(
@@ -823,8 +841,12 @@ impl Node {
             }
             Input::Primes { at, primes } => {
                 self.now = self.now.max(at);
-                match primes {
-                    Some(p) => self.primes.supply(p),
+                match primes.map(|p| self.primes.supply(p)) {
+                    Some(Ok(())) => {}
+                    Some(Err(refused)) => self.event(Event::PrimesRefused {
+                        fingerprint: refused.fingerprint,
+                        reason: refused.reason.to_string(),
+                    }),
                     None => self.primes.failed(),
                 }
                 self.request_primes();
@@ -848,35 +870,46 @@ impl Node {
         }
     }
 
-    /// What an ECDSA run of `scheme` among `parties` needs from this node: its session id and
-    /// the aux info it already holds for exactly these parties (from its other ECDSA shares).
+    /// What an ECDSA run needs from this node besides its FROST-phase configuration. Not the aux
+    /// info it already holds for these parties (it used to offer it for reuse): every key version
+    /// gets fresh aux info (see `node::ecdsa`). The scheme and parties stay in the signature so
+    /// the DKG and reshare starts that call this need no change.
     fn ecdsa_params(
         &self,
-        scheme: Scheme,
+        _scheme: Scheme,
         session: &SessionKey,
-        parties: &BTreeSet<ParticipantId>,
+        _parties: &BTreeSet<ParticipantId>,
     ) -> ecdsa::EcdsaRunParams {
-        // Decoding a share validates it (milliseconds); a few distinct candidates suffice.
-        const MAX_CANDIDATES: usize = 4;
-        let mut candidates = Vec::new();
-        if scheme.ecdsa().is_some() {
-            for ((key, _), share) in &self.shares {
-                if candidates.len() >= MAX_CANDIDATES {
-                    break;
-                }
-                let Some(held) = self.registry.keys.get(key).and_then(|r| r.scheme.ecdsa()) else {
-                    continue;
-                };
-                if let Some(c) = ecdsa::aux_candidate(held, share.expose(), parties) {
-                    candidates.push(c);
-                }
-            }
-        }
         ecdsa::EcdsaRunParams {
             session_id: session_context(session),
-            candidates,
             aux_round_timeout: self.cfg.ecdsa_round_timeout,
         }
+    }
+
+    /// An aux run of `key` asks for primes: take one set that was never used here, and hand it
+    /// over once its consumed marks are durable (`on_persisted`), so that a crash can never let
+    /// the same Paillier key serve a second run. With none ready, the run fails at once.
+    fn supply_primes(&mut self, key: SessionKey) {
+        if self.primes_held.values().any(|(k, _)| *k == key) {
+            return;
+        }
+        let Some((primes, fingerprints)) = self.primes.take() else {
+            if let Some(live) = self.sessions.get_mut(&key) {
+                live.session.give_primes(None);
+            }
+            return;
+        };
+        let token = self.token();
+        let ops = fingerprints
+            .iter()
+            .map(|fp| PersistOp::MarkConsumed {
+                kind: crate::ecdsa::primes::CONSUMED_KIND.to_string(),
+                id: fp.to_vec(),
+            })
+            .collect();
+        self.primes_held.insert(token.0, (key, primes));
+        self.outputs
+            .push_back(Output::Persist(PersistBatch { token, ops }));
     }
 
     // ---------------------------------------------------------------------------------------
@@ -1075,6 +1108,14 @@ impl Node {
     }
 
     fn on_persisted(&mut self, token: PersistToken) -> Result<(), NodeError> {
+        if let Some((key, primes)) = self.primes_held.remove(&token.0) {
+            // A run that ended meanwhile drops them: consumed all the same, never used again.
+            if let Some(live) = self.sessions.get_mut(&key) {
+                live.session.give_primes(Some(primes));
+                self.drain_session(key);
+            }
+            return Ok(());
+        }
         let Some(held) = self.held.remove(&token.0) else {
             return Err(NodeError::UnknownToken(token));
         };
@@ -2269,13 +2310,11 @@ impl Node {
                 return;
             };
             let Some(out) = live.session.poll_output() else {
-                if !live.session.wants_primes() {
+                if !live.session.wants_primes() || self.primes_held.values().any(|(k, _)| *k == key)
+                {
                     return;
                 }
-                let primes = self.primes.take();
-                if let Some(live) = self.sessions.get_mut(&key) {
-                    live.session.give_primes(primes);
-                }
+                self.supply_primes(key);
                 self.request_primes();
                 continue;
             };

@@ -77,6 +77,15 @@ impl Disk {
             snapshot: None,
             entries: self.entries.values().cloned().collect(),
             records: self.records.clone(),
+            consumed: self
+                .consumed
+                .iter()
+                .fold(BTreeMap::new(), |mut m, (kind, id)| {
+                    m.entry(kind.clone())
+                        .or_insert_with(Vec::new)
+                        .push(id.clone());
+                    m
+                }),
             ..RestoredState::default()
         }
     }
@@ -106,15 +115,25 @@ struct Cluster {
     slow: BTreeMap<ParticipantId, u64>,
     /// Answer `GeneratePrimes` with the committed fixture primes.
     fixture_primes: bool,
+    /// How many fixture sets each node got so far (each set goes to one node, once).
+    primes_given: BTreeMap<ParticipantId, usize>,
+    /// The cluster's initial size: node `i`'s `k`-th set is `FIXTURE_PRIMES[i - 1 + k * n]`.
+    initial_size: usize,
 }
 
-/// Safe primes for nodes 1..=5 (public test fixtures, `core/tests/fixtures/ecdsa/`).
-const FIXTURE_PRIMES: [&str; 5] = [
+/// Eight sets of safe primes (public test fixtures, `core/tests/fixtures/ecdsa/`): p1 to p5 from
+/// public seeds (the `ecdsa_fixtures` example), p6 to p8 from `openssl prime -generate -bits 1536
+/// -safe`. A node uses each set for one aux run only, so a 3-node cluster has two sets per node
+/// and a third for nodes 1 and 2.
+const FIXTURE_PRIMES: [&str; 8] = [
     include_str!("../../tests/fixtures/ecdsa/primes-p1.json"),
     include_str!("../../tests/fixtures/ecdsa/primes-p2.json"),
     include_str!("../../tests/fixtures/ecdsa/primes-p3.json"),
     include_str!("../../tests/fixtures/ecdsa/primes-p4.json"),
     include_str!("../../tests/fixtures/ecdsa/primes-p5.json"),
+    include_str!("../../tests/fixtures/ecdsa/primes-p6.json"),
+    include_str!("../../tests/fixtures/ecdsa/primes-p7.json"),
+    include_str!("../../tests/fixtures/ecdsa/primes-p8.json"),
 ];
 
 impl Cluster {
@@ -143,6 +162,8 @@ impl Cluster {
             transcript: Transcript::new(),
             slow: BTreeMap::new(),
             fixture_primes,
+            primes_given: BTreeMap::new(),
+            initial_size: usize::from(n),
         };
         for id in members.keys() {
             let mut cfg = NodeConfig::new(*id, members.clone());
@@ -252,14 +273,19 @@ impl Cluster {
                     self.events.entry(id).or_default().push(e);
                 }
                 // Only the ECDSA tests supply primes (the committed fixtures: public, test-only).
+                // Each set to one node, once; when they run out, the generation stays "under
+                // way" (an aux run then fails for want of primes, as it would in production).
                 Output::GeneratePrimes { count } => {
                     if self.fixture_primes {
                         let now = self.now;
                         for _ in 0..count {
-                            let primes = crate::ecdsa::SafePrimes::from_json(
-                                FIXTURE_PRIMES[usize::from(id.get() - 1) % FIXTURE_PRIMES.len()],
-                            )
-                            .unwrap();
+                            let given = self.primes_given.entry(id).or_default();
+                            let index = usize::from(id.get() - 1) + *given * self.initial_size;
+                            let Some(json) = FIXTURE_PRIMES.get(index) else {
+                                break;
+                            };
+                            *given += 1;
+                            let primes = crate::ecdsa::SafePrimes::from_json(json).unwrap();
                             if let Some(node) = self.nodes.get_mut(&id) {
                                 node.handle_input(Input::Primes {
                                     at: now,
@@ -1400,8 +1426,9 @@ fn a_threshold_above_the_participants_is_a_bad_request() {
 
 /// ECDSA keys end to end through the node state machine: DKG (FROST DKG on the curve + aux info
 /// generated from the nodes' primes), signing from a follower (verified by RustCrypto with key
-/// recovery), a second key on the other curve that reuses the aux info (no primes spent), a
-/// reshare to a new member set and threshold (fresh aux info for it), the old version gone.
+/// recovery), a second key on the other curve with the same members (fresh aux info: no Paillier
+/// key serves two keys), a reshare to a new member set and threshold (fresh aux info for it), the
+/// old version gone.
 #[test]
 fn ecdsa_keys_are_created_signed_and_reshared_by_the_cluster() {
     let mut c = Cluster::with_fixture_primes(3, 61, |cfg| {
@@ -1440,8 +1467,13 @@ fn ecdsa_keys_are_created_signed_and_reshared_by_the_cluster() {
     }
     let dkgs_before: Vec<u64> = c.nodes.values().map(|n| n.stats.dkg_sessions).collect();
     let k2 = created_public_key(create(&mut c, f, "e2", "p256", Scheme::EcdsaP256, 2));
-    // Same members: the aux info of the first key is reused, so no node took primes.
-    assert!(c.nodes.values().all(|n| n.primes_ready() == 1));
+    // Same members, and still no modulus of the first key serves the second: every node took a
+    // set of primes it never used (nodes 1 and 2 got their third set from the driver since).
+    let eth = paillier_moduli(&c, &KeyId::new("eth").unwrap(), KeyVersion(1));
+    let p256 = paillier_moduli(&c, &KeyId::new("p256").unwrap(), KeyVersion(1));
+    for id in c.nodes.keys() {
+        assert!(eth[id].iter().all(|n| !p256[id].contains(n)), "node {id}");
+    }
     assert!(c
         .nodes
         .values()
@@ -1474,6 +1506,134 @@ fn ecdsa_keys_are_created_signed_and_reshared_by_the_cluster() {
         sign_and_verify(&mut c, f, "s4", "eth", Scheme::EcdsaSecp256k1, &k1),
         KeyVersion(2)
     );
+}
+
+/// The fingerprints of the Paillier moduli `N_1, N_2, ...` (member order) in each node's stored
+/// share of `key` at `version`, by node.
+fn paillier_moduli(
+    c: &Cluster,
+    key: &KeyId,
+    version: KeyVersion,
+) -> BTreeMap<ParticipantId, Vec<[u8; 32]>> {
+    let scheme = c.nodes.values().next().unwrap().registry().keys[key]
+        .scheme
+        .ecdsa()
+        .unwrap();
+    c.disks
+        .iter()
+        .filter_map(|(id, d)| {
+            let share = d.shares.get(&(key.clone(), version))?;
+            Some((
+                *id,
+                ecdsa::paillier_fingerprints(scheme, share.expose()).unwrap(),
+            ))
+        })
+        .collect()
+}
+
+/// Issue 16, item 4: an ECDSA refresh (same members, same threshold) gives every member a new
+/// Paillier key. Each node takes a set of primes it never used, marks both moduli consumed on
+/// its disk before the aux run sends anything, and refuses that set for good: fed again while
+/// it runs, and after a restart (the same `primes_file` read at every boot). Before the fix, a
+/// refresh reused the aux info of the unchanged member set: every `N_i` stayed.
+#[test]
+fn an_ecdsa_refresh_gives_every_member_a_new_paillier_key() {
+    use crate::ecdsa::primes::{modulus_fingerprint, to_hex, CONSUMED_KIND};
+    let mut c = Cluster::with_fixture_primes(3, 73, |cfg| {
+        cfg.prime_pool_depth = 1;
+        cfg.rotation_interval = Duration::ZERO;
+        cfg.presignature_depth = 0;
+    });
+    assert!(c.run_until(30_000, |c| c.leader().is_some()));
+    let f = follower(&c);
+    let pk = created_public_key(create(&mut c, f, "e1", "eth", Scheme::EcdsaSecp256k1, 2));
+    let key = KeyId::new("eth").unwrap();
+    let before = paillier_moduli(&c, &key, KeyVersion(1));
+    assert_eq!(before.len(), 3);
+    let Ok(Response::Reshared {
+        version,
+        public_key,
+        ..
+    }) = reshare(&mut c, f, "r1", "eth", None, None)
+    else {
+        panic!("ECDSA refresh failed");
+    };
+    assert_eq!((version, public_key), (KeyVersion(2), pk.clone()));
+    assert!(all_at_version(&mut c, &key, KeyVersion(2)));
+    let after = paillier_moduli(&c, &key, KeyVersion(2));
+    assert_eq!(after.len(), 3);
+    let old: BTreeSet<[u8; 32]> = before.values().flatten().copied().collect();
+    for (id, moduli) in &after {
+        assert_eq!(
+            moduli,
+            &after[&pid(1)],
+            "every member holds the same public aux data"
+        );
+        assert_eq!(moduli.len(), 3);
+        for (j, n) in moduli.iter().enumerate() {
+            assert!(
+                !old.contains(n),
+                "node {id}: N_{} survived the refresh",
+                j + 1
+            );
+        }
+    }
+    // Each node's own moduli (its index = id - 1) are marked consumed on its disk, both versions.
+    for (id, disk) in &c.disks {
+        let i = usize::from(id.get() - 1);
+        for n in [before[id][i], after[id][i]] {
+            assert!(
+                disk.consumed
+                    .contains(&(CONSUMED_KIND.to_string(), n.to_vec())),
+                "node {id}: its modulus is not marked consumed"
+            );
+        }
+    }
+    assert_eq!(
+        sign_and_verify(&mut c, f, "s1", "eth", Scheme::EcdsaSecp256k1, &pk),
+        KeyVersion(2)
+    );
+
+    // Node 1's sets so far: p1 (key creation), p4 (the refresh), p7 (ready, unused).
+    let one = pid(1);
+    let set = |i: usize| crate::ecdsa::SafePrimes::from_json(FIXTURE_PRIMES[i]).unwrap();
+    let feed = |c: &mut Cluster, i: usize| -> Option<String> {
+        let now = c.now;
+        let node = c.nodes.get_mut(&one).unwrap();
+        let ready = node.primes_ready();
+        node.handle_input(Input::Primes {
+            at: now,
+            primes: Some(set(i)),
+        })
+        .unwrap();
+        let accepted = node.primes_ready() == ready + 1;
+        let seen = c.events.get(&one).map_or(0, Vec::len);
+        c.drain(one);
+        let refused = c.events[&one][seen..].iter().find_map(|e| match e {
+            Event::PrimesRefused { fingerprint, .. } => Some(fingerprint.clone()),
+            _ => None,
+        });
+        assert_eq!(accepted, refused.is_none());
+        refused
+    };
+    let own = |moduli: &BTreeMap<ParticipantId, Vec<[u8; 32]>>| to_hex(&moduli[&one][0]);
+    assert_eq!(feed(&mut c, 0), Some(own(&before)), "p1, fed again");
+    assert_eq!(feed(&mut c, 3), Some(own(&after)), "p4, fed again");
+    assert_eq!(
+        own(&before),
+        to_hex(&modulus_fingerprint(&{
+            let [p, q, _, _] = set(0).0.into_primes();
+            p * q
+        }))
+    );
+    // A restart keeps only the disk: the marks suffice. p7 was only ever in the pool, never
+    // used: it is taken again.
+    c.crash(one);
+    c.start(one);
+    assert_eq!(c.nodes[&one].primes_ready(), 0);
+    assert_eq!(feed(&mut c, 0), Some(own(&before)), "p1 after a restart");
+    assert_eq!(feed(&mut c, 3), Some(own(&after)), "p4 after a restart");
+    assert_eq!(feed(&mut c, 6), None, "p7 was never used");
 }
 
 /// Pooled ECDSA presignatures through the node: the leader has them made in the background, a

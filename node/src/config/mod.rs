@@ -42,9 +42,11 @@
 //! timeout = "5s"                        # at least the interval
 //!
 //! [ecdsa]                               # threshold ECDSA (ecdsa-cggmp24-* keys)
-//! prime_pool = 2                        # safe-prime sets kept ready; 0 = never generate
+//! prime_pool = 2                        # safe-prime sets kept ready (one per key creation,
+//!                                       # refresh or reshare); 0 = never generate
 //! presignatures = 4                     # per key, made in the background; 0 = always interactive
-//! primes_file = "/etc/keyshard/primes.json"   # optional: one pregenerated set, loaded at start
+//! primes_file = "/etc/keyshard/primes.json"   # development/test only: one set (mode 0600),
+//!                                       # fed at start; refused once an aux run used it
 //! round = "120s"                        # per round of aux info and signing (Paillier proofs)
 //! ```
 //!
@@ -127,7 +129,9 @@ pub struct Config {
     pub prime_pool: usize,
     /// ECDSA presignatures the leader keeps ready per key (0: sign interactively).
     pub presignatures: usize,
-    /// A file with one pregenerated set of safe primes (JSON), fed to the node at start.
+    /// A file with one pregenerated set of safe primes (JSON, mode 0600 or stricter), fed to the
+    /// node at start. A development/test option: the node uses a set for one aux run ever and
+    /// refuses it at every later start (logged as an error).
     pub primes_file: Option<PathBuf>,
     /// Per-round deadline of ECDSA aux info and signing.
     pub ecdsa_round_timeout: Duration,
