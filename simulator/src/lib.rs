@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod byzantine;
 pub mod checkers;
 pub mod choices;
 pub mod clock;

@@ -43,6 +43,10 @@ struct Cli {
     /// Print one line per seed.
     #[arg(long)]
     verbose: bool,
+    /// How many nodes an attacker controls (replayed run starts, garbage; see
+    /// `keyshard_sim::byzantine`). At most 1: the workload's smallest threshold is 2.
+    #[arg(long, default_value_t = 0)]
+    byzantine: u16,
     /// Switch on a deliberate core bug (test builds with the `bug-injection` feature only):
     /// `erase-old-when-staged` or `complete-dkg-early`.
     #[cfg(feature = "bug-injection")]
@@ -80,6 +84,14 @@ fn options(cli: &Cli, seed: u64, trace: bool) -> Result<RunOptions, String> {
         },
     };
     opts.trace = trace;
+    if cli.byzantine > 1 {
+        return Err(format!(
+            "--byzantine {}: the workload creates keys with threshold 2, so at most 1 node may be \
+             Byzantine (fewer than the smallest threshold)",
+            cli.byzantine
+        ));
+    }
+    opts.byzantine = cli.byzantine;
     #[cfg(feature = "bug-injection")]
     if let Some(name) = &cli.inject_bug {
         opts.bug = Some(keyshard_sim::world::parse_bug(name)?);
@@ -121,7 +133,7 @@ fn hex(b: &[u8]) -> String {
 fn summary_line(o: &Outcome) -> String {
     let r = &o.report;
     format!(
-        "seed {}: {} | {:.1}s virtual, {} steps, {} ms wall | requests {} (ok {}, err {}, timeouts {}), keys {}, signatures {}, reshares {}, membership {} | crashes {}, restarts {}, lost batches {}, partitions {}, one-way {}, clogged {}, msgs {} (lost {}, cut {}, dup {}) | versions checked {}, sigs verified {} | trace {}",
+        "seed {}: {} | {:.1}s virtual, {} steps, {} ms wall | requests {} (ok {}, err {}, timeouts {}), keys {}, signatures {}, reshares {}, membership {} | crashes {}, restarts {}, lost batches {}, partitions {}, one-way {}, clogged {}, msgs {} (lost {}, cut {}, dup {}) | versions checked {}, sigs verified {}, signing payloads checked {} | attacker replays {}, garbage {} | trace {}",
         r.seed,
         if r.violations.is_empty() { "ok" } else { "VIOLATION" },
         r.virtual_ms as f64 / 1000.0,
@@ -147,6 +159,9 @@ fn summary_line(o: &Outcome) -> String {
         r.net.duplicated,
         r.checks.versions,
         r.checks.signatures,
+        r.world.nonce_payloads,
+        r.world.replays,
+        r.world.garbage,
         &hex(&r.trace_hash)[..16],
     )
 }
@@ -167,6 +182,9 @@ fn report_failure(o: &Outcome, cli: &Cli) -> Vec<String> {
         lines.push(format!("  knobs: {}", r.params));
         #[allow(unused_mut)]
         let mut cmd = r.replay_command();
+        if cli.byzantine > 0 {
+            cmd.push_str(&format!(" --byzantine {}", cli.byzantine));
+        }
         #[cfg(feature = "bug-injection")]
         if let Some(b) = &cli.inject_bug {
             cmd.push_str(&format!(" --inject-bug {b}"));

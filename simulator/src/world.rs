@@ -64,6 +64,8 @@ enum Ev {
     Workload,
     Liveness,
     Probe,
+    /// The attacker acts.
+    Byzantine,
 }
 
 /// Counters of what the world did.
@@ -95,6 +97,12 @@ pub struct WorldStats {
     pub registered: u64,
     /// Leader changes seen (events, all nodes).
     pub leader_changes: u64,
+    /// Starts the attacker replayed (`--byzantine`).
+    pub replays: u64,
+    /// Garbage messages the attacker sent.
+    pub garbage: u64,
+    /// Honest signing payloads the nonce-reuse checker saw.
+    pub nonce_payloads: u64,
 }
 
 /// How to run.
@@ -108,6 +116,8 @@ pub struct RunOptions {
     /// the seed's RNG (the `sim_world` fuzz target; see [`crate::choices`]). Such a run uses a
     /// shorter safety phase.
     pub choices: Option<Vec<u8>>,
+    /// How many nodes the attacker controls (`--byzantine K`; see [`crate::byzantine`]).
+    pub byzantine: u16,
     /// A deliberate core bug to switch on.
     #[cfg(feature = "bug-injection")]
     pub bug: Option<InjectedBug>,
@@ -153,6 +163,9 @@ enum Phase {
     Liveness,
 }
 
+/// Mean time between two acts of the attacker (virtual ms).
+const BYZANTINE_EVERY_MS: u64 = 150;
+
 /// The world.
 pub struct World {
     now: u64,
@@ -173,6 +186,11 @@ pub struct World {
     pub checkers: Checkers,
     trace: Trace,
     stats: WorldStats,
+    /// The attacker and the nodes it controls (none without `--byzantine`).
+    attacker: crate::byzantine::Attacker,
+    byzantine_rng: SimRng,
+    /// Honest nodes' signing payloads, for the nonce-reuse checker.
+    nonce_watch: crate::byzantine::NonceWatch,
     #[cfg(feature = "bug-injection")]
     bug: Option<InjectedBug>,
 }
@@ -207,6 +225,8 @@ impl World {
             source(b"net"),
         );
         let workload = Workload::new(source(b"workload"), params.mix.clone());
+        // Its own stream, so runs without Byzantine nodes draw exactly as before.
+        let byzantine_rng = source(b"byzantine");
         let mut w = World {
             now: 0,
             seq: 0,
@@ -224,6 +244,9 @@ impl World {
             checkers: Checkers::new(),
             trace: Trace::new(opts.trace),
             stats: WorldStats::default(),
+            attacker: crate::byzantine::Attacker::default(),
+            byzantine_rng,
+            nonce_watch: crate::byzantine::NonceWatch::default(),
             #[cfg(feature = "bug-injection")]
             bug: opts.bug,
             params,
@@ -245,6 +268,17 @@ impl World {
             }
         }
         w.schedule(p.safety_ms, Ev::Liveness);
+        // The attacker's nodes: fewer than the smallest threshold the workload uses (2), so at
+        // most one (`run_seed` refuses more).
+        let mut candidates: Vec<ParticipantId> = (1..=w.params.n).map(pid).collect();
+        for _ in 0..opts.byzantine.min(w.params.n) {
+            let i = (w.byzantine_rng.next_u64() % candidates.len() as u64) as usize;
+            w.attacker.nodes.insert(candidates.remove(i));
+        }
+        if !w.attacker.nodes.is_empty() {
+            let at = 1 + w.byzantine_rng.next_u64() % BYZANTINE_EVERY_MS;
+            w.schedule(at, Ev::Byzantine);
+        }
         w
     }
 
@@ -421,6 +455,11 @@ impl World {
             match out {
                 Output::Transmit { to, bytes } => {
                     self.checkers.transmitted(&bytes);
+                    if self.attacker.nodes.contains(&id) {
+                        self.attacker.sent(id, to, &bytes);
+                    } else if let Some(detail) = self.nonce_watch.sent(id, to, &bytes) {
+                        self.checkers.report(now, "no-nonce-reuse", detail);
+                    }
                     self.trace.record(now, "send", &bytes, || {
                         format!(
                             "{id} -> {to}: {} bytes (tag {}) #{}",
@@ -514,7 +553,9 @@ impl World {
             // message here means a node sent what raft-rs would have crashed on (for example a
             // heartbeat committing past a follower's log after that follower lost entries it
             // had acknowledged), which the guard must not hide.
-            Event::PeerMisbehaved { peer, reason } if reason.starts_with("raft message") => {
+            Event::PeerMisbehaved { peer, reason }
+                if reason.starts_with("raft message") && !self.attacker.nodes.contains(&peer) =>
+            {
                 self.violation(
                     "honest-raft-accepted",
                     format!("node {id} refused Raft traffic from {peer}: {reason}"),
@@ -663,6 +704,41 @@ impl World {
                 self.feed(node, |at| Input::Persisted { at, token });
             }
             Ev::PeerCheck { observer, peer } => self.peer_check(observer, peer),
+            Ev::Byzantine => {
+                if self.phase != Phase::Safety {
+                    return; // the attacker goes quiet for the liveness phase
+                }
+                let members: Vec<ParticipantId> = self.slots.keys().copied().collect();
+                let rng = &mut self.byzantine_rng;
+                let act = self.attacker.act(&members, |n| rng.next_u64() % n.max(1));
+                if let Some(act) = act {
+                    let alive = self.slots.get(&act.from).is_some_and(|s| s.node.is_some());
+                    if alive {
+                        self.trace.record(now, "byzantine", &act.bytes, || {
+                            format!(
+                                "attacker at {} -> {}: {} bytes #{}",
+                                act.from,
+                                act.to,
+                                act.bytes.len(),
+                                short_digest(&act.bytes)
+                            )
+                        });
+                        let to_incarnation = self.slots.get(&act.to).map_or(0, |s| s.incarnation);
+                        let packet = Packet {
+                            from: act.from,
+                            to: act.to,
+                            to_incarnation,
+                            bytes: act.bytes,
+                        };
+                        for (at, p) in self.net.send(packet, now) {
+                            self.seq += 1;
+                            self.queue.insert((at, self.seq), Ev::Deliver(p));
+                        }
+                    }
+                }
+                let d = 1 + self.byzantine_rng.next_u64() % (2 * BYZANTINE_EVERY_MS);
+                self.schedule(d, Ev::Byzantine);
+            }
             Ev::Crash => {
                 if self.phase != Phase::Safety {
                     return;
@@ -1007,6 +1083,9 @@ impl World {
 
     fn report(mut self) -> RunReport {
         let now = self.now;
+        self.stats.replays = self.attacker.replays;
+        self.stats.garbage = self.attacker.garbage;
+        self.stats.nonce_payloads = self.nonce_watch.checked;
         self.checkers.scan(now);
         let (trace, _) = self.trace.take_lines();
         RunReport {
@@ -1079,8 +1158,10 @@ pub fn parse_bug(name: &str) -> Result<InjectedBug, String> {
     match name {
         "erase-old-when-staged" => Ok(InjectedBug::EraseOldWhenStaged),
         "complete-dkg-early" => Ok(InjectedBug::CompleteDkgEarly),
+        "replayable-signing" => Ok(InjectedBug::ReplayableSigning),
         _ => Err(format!(
-            "unknown bug {name:?}; expected erase-old-when-staged or complete-dkg-early"
+            "unknown bug {name:?}; expected erase-old-when-staged, complete-dkg-early or \
+             replayable-signing"
         )),
     }
 }

@@ -9,16 +9,23 @@ use keyshard_sim::{run_seed, RunOptions};
 const CI_SEEDS: u64 = 200;
 
 fn caught(bug: InjectedBug, checker: &str) -> u64 {
+    caught_with(bug, checker, 0)
+}
+
+/// As [`caught`], with `byzantine` nodes controlled by the attacker.
+fn caught_with(bug: InjectedBug, checker: &str, byzantine: u16) -> u64 {
     for seed in 0..CI_SEEDS {
         let r = run_seed(&RunOptions {
             seed,
             bug: Some(bug),
+            byzantine,
             ..RunOptions::default()
         });
         if r.violations.iter().any(|v| v.checker == checker) {
             // The same seed passes with the real code.
             let clean = run_seed(&RunOptions {
                 seed,
+                byzantine,
                 ..RunOptions::default()
             });
             assert!(
@@ -42,4 +49,12 @@ fn erasing_the_old_version_when_the_new_one_is_staged_is_caught() {
 fn completing_a_dkg_before_every_participant_reported_is_caught() {
     let seed = caught(InjectedBug::CompleteDkgEarly, "members-hold-shares");
     eprintln!("CompleteDkgEarly caught by seed {seed}");
+}
+
+/// The nonce-reuse bug of issue 16 (signing randomness from the leader's session key, replayed
+/// starts served) is caught by the nonce checker once a Byzantine leader replays its starts.
+#[test]
+fn signing_randomness_from_the_session_key_is_caught_under_a_byzantine_leader() {
+    let seed = caught_with(InjectedBug::ReplayableSigning, "no-nonce-reuse", 1);
+    eprintln!("ReplayableSigning caught by seed {seed}");
 }

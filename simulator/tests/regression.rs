@@ -81,3 +81,29 @@ fn the_readable_trace_shows_the_run() {
         assert!(text.contains(needle), "the trace lacks {needle:?}");
     }
 }
+
+/// With one Byzantine node (replayed run starts, garbage), seeds pass every checker, the
+/// attacker did act, and a seed replays to the same trace.
+#[test]
+fn a_byzantine_node_replaying_starts_breaks_no_checker() {
+    let run = |seed| {
+        run_seed(&RunOptions {
+            seed,
+            byzantine: 1,
+            ..RunOptions::default()
+        })
+    };
+    let mut replays = 0;
+    for seed in 0..8 {
+        let r = run(seed);
+        assert!(
+            r.violations.is_empty(),
+            "seed {seed} with --byzantine 1: {:?}\n  replay: {} --byzantine 1",
+            r.violations,
+            r.replay_command()
+        );
+        replays += r.world.replays;
+    }
+    assert!(replays > 0, "the attacker never replayed a start");
+    assert_eq!(run(5).trace_hash, run(5).trace_hash);
+}

@@ -552,6 +552,9 @@ pub enum InjectedBug {
     EraseOldWhenStaged,
     /// The leader commits a DKG after the first success report instead of waiting for all.
     CompleteDkgEarly,
+    /// Issue 16's nonce-reuse bug put back: a signer derives its signing randomness from the
+    /// leader's session key alone and serves a replayed start.
+    ReplayableSigning,
 }
 
 fn pid_of(raft_id: u64) -> Option<ParticipantId> {
@@ -1149,6 +1152,14 @@ impl Node {
 
     fn is_leader(&self) -> bool {
         self.raw.raft.state == StateRole::Leader
+    }
+
+    /// Whether the injected nonce-reuse bug is on (simulator mutation checks only).
+    fn replayable_signing(&self) -> bool {
+        #[cfg(feature = "bug-injection")]
+        return self.bug == Some(InjectedBug::ReplayableSigning);
+        #[cfg(not(feature = "bug-injection"))]
+        false
     }
 
     /// A new signing or presigning run id: `(term << 32) | n`, `n` counting from 1 in each
@@ -3033,8 +3044,10 @@ impl Node {
         }
         // Last check, first change: a run id is served once (a replayed start with other
         // messages would otherwise be a second signature under this signer's name).
-        if let Err(stale) = self.served_runs.admit(self.raw.raft.term, session.task) {
-            return self.refuse(from, &format!("signing start refused: {}", stale.reason()));
+        if !self.replayable_signing() {
+            if let Err(stale) = self.served_runs.admit(self.raw.raft.term, session.task) {
+                return self.refuse(from, &format!("signing start refused: {}", stale.reason()));
+            }
         }
         let config = SignConfig {
             me: self.cfg.id,
@@ -3047,7 +3060,11 @@ impl Node {
             return self.begin_presigned(session, key, version, config, presignatures);
         }
         let context = sign_context(&session, &key, version, &config.signers, &config.messages);
-        let seed = self.session_seed(b"sign", Some(&share), &context);
+        let seed = if self.replayable_signing() {
+            Seed::from_u64(u64::from(self.cfg.id.get())).child(b"sign", &session_context(&session))
+        } else {
+            self.session_seed(b"sign", Some(&share), &context)
+        };
         match sessions::start_sign(
             scheme,
             config,
