@@ -164,13 +164,14 @@ impl NonceWatch {
         h.update(to.get().to_be_bytes());
         h.update(&payload);
         let digest: [u8; 32] = h.finalize().into();
-        match self.seen.insert(digest, (from, key.task)) {
-            Some((_, first_run)) => Some(format!(
-                "node {from} sent one {:?} session payload to {to} twice (runs {first_run} and \
-                 {}): a repeated nonce",
-                key.kind, key.task
-            )),
-            None => None,
-        }
+        self.seen
+            .insert(digest, (from, key.task))
+            .map(|(_, first_run)| {
+                format!(
+                    "node {from} sent one {:?} session payload to {to} twice (runs {first_run} \
+                     and {}): a repeated nonce",
+                    key.kind, key.task
+                )
+            })
     }
 }
