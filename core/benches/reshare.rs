@@ -95,6 +95,7 @@ fn session_reshare<C: Ciphersuite>(
                 new_members: new_members.clone(),
                 new_threshold: t2,
                 round_timeout: TIMEOUT,
+                run: Vec::new(),
             };
             FrostReshare::new(
                 cfg,

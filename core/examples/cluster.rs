@@ -112,6 +112,7 @@ fn run<C: FrostScheme>(seed: &Seed) -> Result<(), String> {
                 new_members: new_members.clone(),
                 new_threshold: T,
                 round_timeout: timeout,
+                run: Vec::new(),
             };
             let kp = signers.contains(me).then(|| &kps[me]);
             FrostReshare::<C>::new(

@@ -586,6 +586,7 @@ fn reshare_net<C: Ciphersuite>(
                 new_members: layout.members.clone(),
                 new_threshold: layout.new_threshold,
                 round_timeout: ROUND,
+                run: Vec::new(),
             };
             let kp = layout.dealers.contains(&me).then(|| &kps[&me]);
             FrostReshare::<C>::new(

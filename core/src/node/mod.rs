@@ -1670,6 +1670,7 @@ impl Node {
             new_members: t.spec.participants.clone(),
             new_threshold: t.spec.threshold,
             round_timeout: self.cfg.round_timeout,
+            run: session_context(&key),
         };
         let old_share = participants
             .contains(&me)

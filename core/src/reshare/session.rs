@@ -89,6 +89,10 @@ pub struct ReshareConfig {
     pub new_threshold: u16,
     /// How long each round may take.
     pub round_timeout: Duration,
+    /// Which run this is (the node's task and attempt), bound into every digest with the whole
+    /// old public key package: nothing from another attempt of the same reshare is accepted.
+    /// Empty outside the node (tests, benches).
+    pub run: Vec<u8>,
 }
 
 impl ReshareConfig {
@@ -108,6 +112,7 @@ impl ReshareConfig {
             new_members: members,
             new_threshold: threshold,
             round_timeout,
+            run: Vec::new(),
         }
     }
 }
@@ -328,6 +333,7 @@ impl<C: Ciphersuite> FrostReshare<C> {
             new_members: receivers,
             new_threshold,
             round_timeout,
+            run,
         } = config;
         let n = receivers.len();
         if !(2..=usize::from(u16::MAX)).contains(&n) {
@@ -383,6 +389,7 @@ impl<C: Ciphersuite> FrostReshare<C> {
             .map(|b| b.as_ref().len())
             .unwrap_or(0);
         let context = run_context::<C>(
+            &run,
             from_version,
             &old_public_key_package,
             &dealers,
@@ -1097,18 +1104,23 @@ fn check_old_key_package<C: Ciphersuite>(
 /// Binds every digest of a run to its parameters, so nothing from another run (another version,
 /// dealer set, member set or threshold) can be mistaken for this run's.
 fn run_context<C: Ciphersuite>(
+    run: &[u8],
     from_version: KeyVersion,
     old: &PublicKeyPackage<C>,
     dealers: &BTreeSet<ParticipantId>,
     receivers: &BTreeSet<ParticipantId>,
     new_threshold: u16,
 ) -> [u8; DIGEST_LEN] {
-    let key = old.verifying_key().serialize().unwrap_or_default();
+    // The whole old package (every verifying share, not only the group key): members that
+    // disagree on it never accept each other's deals.
+    let package = old.serialize().unwrap_or_default();
     let mut h = Sha256::new()
-        .chain_update(b"keyshard/reshare/context/v1")
+        .chain_update(b"keyshard/reshare/context/v2")
+        .chain_update((run.len() as u64).to_be_bytes())
+        .chain_update(run)
         .chain_update(from_version.0.to_be_bytes())
-        .chain_update((key.len() as u64).to_be_bytes())
-        .chain_update(&key)
+        .chain_update((package.len() as u64).to_be_bytes())
+        .chain_update(&package)
         .chain_update(new_threshold.to_be_bytes())
         .chain_update((dealers.len() as u64).to_be_bytes());
     for d in dealers {

@@ -62,6 +62,7 @@ fn reshare_sessions<C: CommitmentWire>(
                 new_members: plan.new_members.clone(),
                 new_threshold: plan.new_threshold,
                 round_timeout: TIMEOUT,
+                run: Vec::new(),
             };
             let kp = plan.dealers.contains(me).then(|| &old_kps[me]);
             FrostReshare::new(
@@ -1043,6 +1044,7 @@ fn config_errors_are_typed() {
             new_members: set(new),
             new_threshold: t2,
             round_timeout: TIMEOUT,
+            run: Vec::new(),
         };
         FrostReshare::<C>::new(
             cfg,
@@ -1527,4 +1529,59 @@ fn random_crash_property<C: FrostScheme>() {
 #[test]
 fn random_crash_at_any_step_keeps_v_and_names_only_the_crashed_party() {
     for_each_suite!(random_crash_property);
+}
+
+/// Issue 16, item 8: the run context binds the run (task, attempt) and the whole old public key
+/// package. A member on another attempt, or holding another old package (one verifying share
+/// changed), accepts nothing from the others: no honest member completes with it.
+#[test]
+fn a_member_of_another_attempt_or_old_package_completes_nothing_with_the_others() {
+    fn check<C: FrostScheme>() {
+        let members = set(&[1, 2, 3]);
+        let (kps, pkp, _) = run_dkg::<C>(&members, 2, 71, Delivery::Fifo);
+        let root = Seed::from_u64(71);
+        let run = |me: ParticipantId, run: &[u8], pkp: PublicKeyPackage<C>| {
+            let mut cfg = ReshareConfig::refresh(me, members.clone(), 2, V1, TIMEOUT);
+            cfg.run = run.to_vec();
+            FrostReshare::new(
+                cfg,
+                Some(&kps[&me]),
+                pkp,
+                &root.child(b"refresh", &me.get().to_be_bytes()),
+                Instant::ZERO,
+            )
+            .unwrap()
+        };
+        // Node 3 on attempt 2 while 1 and 2 run attempt 1.
+        let sessions = vec![
+            run(pid(1), b"task 7 attempt 1", pkp.clone()),
+            run(pid(2), b"task 7 attempt 1", pkp.clone()),
+            run(pid(3), b"task 7 attempt 2", pkp.clone()),
+        ];
+        let mut net = LocalNet::new(sessions, Delivery::Fifo, Instant::ZERO);
+        net.run(1_000_000);
+        assert!(
+            net.results.values().all(|r| r.is_err()),
+            "a run completed across attempts"
+        );
+        // Node 3 holding an old package whose verifying share of node 1 differs (the group key
+        // is the same): the digests differ, nothing completes.
+        let mut shares = pkp.verifying_shares().clone();
+        let (one, two) = (pid(1).to_frost::<C>(), pid(2).to_frost::<C>());
+        let other = shares[&two];
+        shares.insert(one, other);
+        let forged = PublicKeyPackage::new(shares, *pkp.verifying_key(), pkp.min_signers());
+        let sessions = vec![
+            run(pid(1), b"task 7 attempt 1", pkp.clone()),
+            run(pid(2), b"task 7 attempt 1", pkp.clone()),
+            run(pid(3), b"task 7 attempt 1", forged),
+        ];
+        let mut net = LocalNet::new(sessions, Delivery::Fifo, Instant::ZERO);
+        net.run(1_000_000);
+        assert!(
+            net.results.values().all(|r| r.is_err()),
+            "a run completed across different old packages"
+        );
+    }
+    for_each_suite!(check);
 }

@@ -54,6 +54,7 @@ where
                 new_members: new_members.clone(),
                 new_threshold: t,
                 round_timeout: ROUND,
+                run: Vec::new(),
             };
             let kp = dealers.contains(me).then(|| &frost[me].0);
             FrostReshare::new(
