@@ -18,6 +18,10 @@ use keyshard_core::ids::ParticipantId;
 use keyshard_core::node::{NodeMessage, SessionKind, SignStart};
 use sha2::{Digest, Sha256};
 
+/// The shortest session payload that carries a nonce commitment (one compressed point is 32
+/// or 33 bytes, and a frame adds its header).
+const MIN_NONCE_PAYLOAD: usize = 40;
+
 /// At most this many starts are remembered per Byzantine node.
 const MAX_RECORDED: usize = 64;
 
@@ -139,7 +143,9 @@ impl Attacker {
     }
 }
 
-/// Watches every signing and presigning session payload an honest node sends.
+/// Watches every signing and presigning session payload an honest node sends. A replayed start
+/// reuses the session key, so a repeat under one session key (to one recipient) is the attack;
+/// whole payloads are compared, so a nonce repeated beside other changed bytes is not seen.
 #[derive(Default)]
 pub struct NonceWatch {
     seen: BTreeMap<[u8; 32], (ParticipantId, u64)>,
@@ -154,7 +160,10 @@ impl NonceWatch {
         let Ok(NodeMessage::Session { key, payload }) = NodeMessage::decode(bytes) else {
             return None;
         };
-        if !matches!(key.kind, SessionKind::Sign | SessionKind::Presign) {
+        // Short frames carry no nonce commitment (aborts name the same peer run after run).
+        if !matches!(key.kind, SessionKind::Sign | SessionKind::Presign)
+            || payload.len() < MIN_NONCE_PAYLOAD
+        {
             return None;
         }
         self.checked += 1;
@@ -162,6 +171,9 @@ impl NonceWatch {
         // Per recipient: a coordinator sends one signing package to every signer.
         h.update(from.get().to_be_bytes());
         h.update(to.get().to_be_bytes());
+        h.update([key.kind as u8]);
+        h.update(key.task.to_be_bytes());
+        h.update(key.attempt.to_be_bytes());
         h.update(&payload);
         let digest: [u8; 32] = h.finalize().into();
         self.seen

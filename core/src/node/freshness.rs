@@ -13,13 +13,15 @@
 //!   stream alone (a cloned VM, a bad OS RNG) still gives other nonces for another message, and
 //!   a known stream alone gives nothing without the share.
 //! - [`ServedRuns`] refuses a signing or presigning run id this node has served before in this
-//!   boot. Run ids are `(term << 32) | n` with `n` counting from 1 in each term at the leader
+//!   boot. Run ids are `(term mod 2^32) << 32 | n` with `n` counting from 1 in each term at the leader
 //!   (see `Node::next_run_id`), and a signer only serves runs of its current term from its
 //!   current leader, so the record is reset on a new term and stays bounded by a window.
 //!   Across a restart the boot seed is new, so a replayed run id gets fresh nonces even though
 //!   this record is gone (docs/security.md, "Nonces").
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::ids::ParticipantId;
 
 use sha2::{Digest, Sha256};
 
@@ -62,10 +64,18 @@ impl SessionRandomness {
 /// (starts may arrive reordered); anything older is refused.
 pub(crate) const RUN_WINDOW: u64 = 1 << 16;
 
-/// Signing and presigning run ids this node served in the current term.
+/// Signing and presigning run ids this node served in the current term, per coordinator (a
+/// node that poses as leader for a moment can only fill its own record, never the real
+/// leader's).
 #[derive(Default)]
 pub(crate) struct ServedRuns {
     term: u64,
+    by_coordinator: BTreeMap<ParticipantId, Window>,
+}
+
+/// One coordinator's served runs: the highest, and every id within the window below it.
+#[derive(Default)]
+struct Window {
     highest: u64,
     recent: BTreeSet<u64>,
 }
@@ -92,28 +102,34 @@ impl Stale {
 }
 
 impl ServedRuns {
-    /// Records `run` as served in `term` if it is fresh; changes nothing otherwise.
-    pub(crate) fn admit(&mut self, term: u64, run: u64) -> Result<(), Stale> {
-        if run >> 32 != term || run & 0xffff_ffff == 0 {
+    /// Records `run` from `coordinator` as served in `term` if it is fresh; changes nothing
+    /// otherwise. Run ids carry the term's low 32 bits (`Node::next_run_id`).
+    pub(crate) fn admit(
+        &mut self,
+        coordinator: ParticipantId,
+        term: u64,
+        run: u64,
+    ) -> Result<(), Stale> {
+        if run >> 32 != term & 0xffff_ffff || run & 0xffff_ffff == 0 {
             return Err(Stale::OtherTerm);
         }
         if term != self.term {
             // A signer follows one leader per term; a new term starts a new record.
             self.term = term;
-            self.highest = 0;
-            self.recent.clear();
+            self.by_coordinator.clear();
         }
-        if self.recent.contains(&run) {
+        let w = self.by_coordinator.entry(coordinator).or_default();
+        if w.recent.contains(&run) {
             return Err(Stale::Served);
         }
-        if run.saturating_add(RUN_WINDOW) <= self.highest {
+        if run.saturating_add(RUN_WINDOW) <= w.highest {
             return Err(Stale::TooOld);
         }
-        self.recent.insert(run);
-        if run > self.highest {
-            self.highest = run;
-            let floor = self.highest.saturating_sub(RUN_WINDOW);
-            self.recent = self.recent.split_off(&floor);
+        w.recent.insert(run);
+        if run > w.highest {
+            w.highest = run;
+            let floor = w.highest.saturating_sub(RUN_WINDOW);
+            w.recent = w.recent.split_off(&floor);
         }
         Ok(())
     }
@@ -154,22 +170,43 @@ mod tests {
     #[test]
     fn served_runs_refuse_replays_other_terms_and_old_ids() {
         let mut s = ServedRuns::default();
+        let l = ParticipantId::new(1).unwrap();
         let t = 7u64;
-        assert_eq!(s.admit(t, (t << 32) | 5), Ok(()));
-        assert_eq!(s.admit(t, (t << 32) | 5), Err(Stale::Served));
+        assert_eq!(s.admit(l, t, (t << 32) | 5), Ok(()));
+        assert_eq!(s.admit(l, t, (t << 32) | 5), Err(Stale::Served));
         // Reordered but fresh.
-        assert_eq!(s.admit(t, (t << 32) | 3), Ok(()));
-        assert_eq!(s.admit(t, (t << 32) | 3), Err(Stale::Served));
+        assert_eq!(s.admit(l, t, (t << 32) | 3), Ok(()));
+        assert_eq!(s.admit(l, t, (t << 32) | 3), Err(Stale::Served));
         // Another term than the caller's, and the zero counter, are never served.
-        assert_eq!(s.admit(t, (6 << 32) | 9), Err(Stale::OtherTerm));
-        assert_eq!(s.admit(t, t << 32), Err(Stale::OtherTerm));
+        assert_eq!(s.admit(l, t, (6 << 32) | 9), Err(Stale::OtherTerm));
+        assert_eq!(s.admit(l, t, t << 32), Err(Stale::OtherTerm));
         // Far ahead: older ids fall out of the window and are refused, not forgotten.
-        assert_eq!(s.admit(t, (t << 32) | (RUN_WINDOW + 10)), Ok(()));
-        assert_eq!(s.admit(t, (t << 32) | 5), Err(Stale::TooOld));
-        assert_eq!(s.admit(t, (t << 32) | 4), Err(Stale::TooOld));
+        assert_eq!(s.admit(l, t, (t << 32) | (RUN_WINDOW + 10)), Ok(()));
+        assert_eq!(s.admit(l, t, (t << 32) | 5), Err(Stale::TooOld));
+        assert_eq!(s.admit(l, t, (t << 32) | 4), Err(Stale::TooOld));
         // A new term starts afresh; the old term is gone for good.
-        assert_eq!(s.admit(t + 1, ((t + 1) << 32) | 1), Ok(()));
-        assert_eq!(s.admit(t + 1, (t << 32) | 6), Err(Stale::OtherTerm));
-        assert!(s.recent.len() <= RUN_WINDOW as usize + 1);
+        assert_eq!(s.admit(l, t + 1, ((t + 1) << 32) | 1), Ok(()));
+        assert_eq!(s.admit(l, t + 1, (t << 32) | 6), Err(Stale::OtherTerm));
+        assert!(s.by_coordinator[&l].recent.len() <= RUN_WINDOW as usize + 1);
+        // Terms past 2^32 still work (their low 32 bits are in the id).
+        let big = (1u64 << 32) + 3;
+        assert_eq!(s.admit(l, big, (3 << 32) | 1), Ok(()));
+        assert_eq!(s.admit(l, big, (3 << 32) | 1), Err(Stale::Served));
+    }
+
+    /// A node that poses as leader for a moment and sends the highest counter of the term
+    /// cannot make the real leader's later runs look old.
+    #[test]
+    fn one_coordinator_cannot_age_out_another_s_runs() {
+        let mut s = ServedRuns::default();
+        let (real, poser) = (
+            ParticipantId::new(1).unwrap(),
+            ParticipantId::new(2).unwrap(),
+        );
+        let t = 9u64;
+        assert_eq!(s.admit(poser, t, (t << 32) | 0xffff_ffff), Ok(()));
+        assert_eq!(s.admit(real, t, (t << 32) | 1), Ok(()));
+        assert_eq!(s.admit(real, t, (t << 32) | 2), Ok(()));
+        assert_eq!(s.admit(real, t, (t << 32) | 1), Err(Stale::Served));
     }
 }

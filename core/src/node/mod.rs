@@ -1162,7 +1162,7 @@ impl Node {
         false
     }
 
-    /// A new signing or presigning run id: `(term << 32) | n`, `n` counting from 1 in each
+    /// A new signing or presigning run id: `(term mod 2^32) << 32 | n`, `n` counting from 1 in each
     /// term. A node leads a term at most once (Raft), so an honest leader never issues one id
     /// twice, across restarts too; signers refuse ids of other terms and ids served before
     /// (`freshness::ServedRuns`). `None` once the term's 2^32 - 1 ids are used up: the ids
@@ -1173,10 +1173,12 @@ impl Node {
             self.run_term = term;
             self.next_run = 1;
         }
-        if term > u64::from(u32::MAX) || self.next_run > u64::from(u32::MAX) {
+        if self.next_run > u64::from(u32::MAX) {
             return None;
         }
-        let run = (term << 32) | self.next_run;
+        // The term's low 32 bits: a peer pushing terms past 2^32 cannot stop run ids (signers
+        // keep a record per term, and randomness is fresh for every run anyway).
+        let run = ((term & 0xffff_ffff) << 32) | self.next_run;
         self.next_run += 1;
         Some(run)
     }
@@ -1369,14 +1371,20 @@ impl Node {
             };
             self.event(e);
         }
-        if let Some(result) = result {
-            if self.waiters.remove(&request_id).is_some() {
-                self.event(Event::Completed { request_id, result });
-            }
+        // The waiter gets this task's answer only if it asked for what the task does (another
+        // request may have reused the id before the first one committed).
+        let Some(waiter) = self.waiters.get(&request_id) else {
+            return;
+        };
+        if result.is_none() {
+            return;
+        }
+        if let Some(result) = self.task_request_result(&request_id, &waiter.request) {
+            self.waiters.remove(&request_id);
+            self.event(Event::Completed { request_id, result });
         }
     }
 
-    /// The answer to a DKG task, if it has finished.
     /// The answer to a key creation or reshare request id the registry knows, or a refusal if
     /// that id was used for another request (other key, scheme, threshold or members).
     fn task_request_result(
@@ -1421,6 +1429,7 @@ impl Node {
         self.task_result(task)
     }
 
+    /// The answer to a DKG task, if it has finished.
     fn task_result(&self, task: u64) -> Option<Result<Response, RequestError>> {
         let t = self.registry.tasks.get(&task)?;
         match &t.state {
@@ -2558,7 +2567,13 @@ impl Node {
                 request_id,
                 request,
             } => self.on_forward(from, request_id, request),
-            NodeMessage::Reply { request_id, result } => self.complete(request_id, result),
+            // Answers come from the leader this node forwards to; anyone else's are refused.
+            NodeMessage::Reply { request_id, result } if Some(from) == self.leader => {
+                self.complete(request_id, result)
+            }
+            NodeMessage::Reply { .. } => {
+                self.refuse(from, "a reply from a node that is not the leader")
+            }
             NodeMessage::DkgReport {
                 task,
                 attempt,
@@ -3046,7 +3061,10 @@ impl Node {
         // Last check, first change: a run id is served once (a replayed start with other
         // messages would otherwise be a second signature under this signer's name).
         if !self.replayable_signing() {
-            if let Err(stale) = self.served_runs.admit(self.raw.raft.term, session.task) {
+            if let Err(stale) = self
+                .served_runs
+                .admit(from, self.raw.raft.term, session.task)
+            {
                 return self.refuse(from, &format!("signing start refused: {}", stale.reason()));
             }
         }

@@ -544,7 +544,10 @@ impl Node {
         if !self.booted(from) {
             return self.report_presign(from, session, false);
         }
-        if let Err(stale) = self.served_runs.admit(self.raw.raft.term, session.task) {
+        if let Err(stale) = self
+            .served_runs
+            .admit(from, self.raw.raft.term, session.task)
+        {
             self.report_presign(from, session, false);
             return self.refuse(
                 from,

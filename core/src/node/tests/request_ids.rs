@@ -91,3 +91,30 @@ fn a_request_id_reused_with_other_content_is_refused_everywhere() {
         .keys
         .contains_key(&KeyId::new("k2").unwrap()));
 }
+
+/// Two key creations with one id and different keys reach the leader before the first commits:
+/// the second client is never told the first's key was created for it.
+#[test]
+fn a_waiting_request_never_gets_the_answer_of_another_request_with_its_id() {
+    let scheme = Scheme::FrostEd25519;
+    let mut c = Cluster::new(3, 373, |cfg| cfg.rotation_interval = Duration::ZERO);
+    assert!(c.run_until(30_000, |c| c.leader().is_some()));
+    let l = c.leader().unwrap();
+    let f = follower(&c);
+    let create = |key: &str| Request::CreateKey {
+        key: KeyId::new(key).unwrap(),
+        scheme,
+        threshold: 2,
+        participants: None,
+    };
+    c.client(l, "same-id", create("first"));
+    c.client(f, "same-id", create("second"));
+    assert!(c.run_until(60_000, |c| !c.answers(l, "same-id").is_empty()));
+    assert!(matches!(
+        c.answers(l, "same-id")[0],
+        Ok(Response::KeyCreated { ref key, .. }) if key.as_str() == "first"
+    ));
+    assert!(c.run_until(60_000, |c| !c.answers(f, "same-id").is_empty()));
+    let answer = c.answers(f, "same-id")[0].clone();
+    assert!(is_id_reused(&answer), "the second client got {answer:?}");
+}
