@@ -105,24 +105,13 @@ pub fn boot_node(config: &Config, store: &dyn Store, clock: &Clock) -> Result<No
 /// key's mode check: a regular file that neither group nor others may access.
 fn load_primes(path: &std::path::Path) -> Result<keyshard_core::ecdsa::SafePrimes, BootError> {
     use std::io::Read;
-    use std::os::unix::fs::PermissionsExt;
     let err = |reason: String| BootError::Primes(format!("{}: {reason}", path.display()));
-    let mut file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| err(format!("cannot stat: {e}")))?;
-    if !meta.is_file() {
-        return Err(err("not a regular file".into()));
-    }
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(err(format!(
-            "permissions {mode:04o} let group or others read this node's Paillier primes; \
-             refusing to use them (run `chmod 600 {}` if the file was never exposed, otherwise \
-             use primes nobody else has seen)",
-            path.display()
-        )));
-    }
+    let (mut file, _) = keyshard_store::open_private_file(
+        path,
+        "this node's Paillier primes",
+        "use primes nobody else has seen",
+    )
+    .map_err(err)?;
     let mut text = zeroize::Zeroizing::new(String::new());
     file.read_to_string(&mut text)
         .map_err(|e| err(format!("cannot read: {e}")))?;

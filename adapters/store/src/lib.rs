@@ -29,7 +29,7 @@ pub mod seal;
 pub use cache::{CacheStats, ShareCache};
 pub use error::{hex, SealedItem, StoreError};
 pub use mem::{MemDisk, MemStore};
-pub use seal::{FileSealer, SealError, Sealer, XChaChaSealer};
+pub use seal::{open_private_file, read_private_key, FileSealer, SealError, Sealer, XChaChaSealer};
 
 use keyshard_core::persist::{
     KeyId, KeyVersion, PersistBatch, RecordValue, RestoredState, SecretBytes,

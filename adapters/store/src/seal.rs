@@ -165,31 +165,8 @@ impl FileSealer {
             path: Some(path.to_path_buf()),
             reason,
         };
-        let mut file = File::open(path).map_err(|e| err(format!("cannot open: {e}")))?;
-        let meta = file
-            .metadata()
-            .map_err(|e| err(format!("cannot stat: {e}")))?;
-        if !meta.is_file() {
-            return Err(err("not a regular file".into()));
-        }
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(err(format!(
-                "permissions {mode:04o} let group or others access the sealing key; \
-                 refusing to use it (run `chmod 600 {}` if the key was never exposed, \
-                 otherwise make a new key and re-seal)",
-                path.display()
-            )));
-        }
-        if meta.len() != 32 {
-            return Err(err(format!(
-                "must hold exactly 32 bytes, holds {}",
-                meta.len()
-            )));
-        }
-        let mut key = Zeroizing::new([0u8; 32]);
-        file.read_exact(&mut key[..])
-            .map_err(|e| err(format!("cannot read: {e}")))?;
+        let key =
+            read_private_key(path, "the sealing key", "make a new key and re-seal").map_err(err)?;
         Ok(FileSealer {
             path: path.to_path_buf(),
             inner: XChaChaSealer::from_key(&key),
@@ -285,6 +262,44 @@ pub fn record_aad(node_id: &str, table: &str, key: &[u8]) -> Vec<u8> {
     push_lp(&mut aad, table.as_bytes());
     push_lp(&mut aad, key);
     aad
+}
+
+/// Opens a file that only its owner may access (a regular file with no group or other
+/// permission bits): the one check the sealing key, the audit key and an ECDSA primes file
+/// share. `what` names the file in a refusal, `otherwise` says what to do if it was exposed.
+/// Returns the file and its length.
+pub fn open_private_file(path: &Path, what: &str, otherwise: &str) -> Result<(File, u64), String> {
+    let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "permissions {mode:04o} let group or others access {what}; refusing to use it \
+             (run `chmod 600 {}` if it was never exposed, otherwise {otherwise})",
+            path.display()
+        ));
+    }
+    Ok((file, meta.len()))
+}
+
+/// Reads a 32-byte key from a private file ([`open_private_file`]'s checks, then exactly 32
+/// bytes), into memory that is wiped on drop.
+pub fn read_private_key(
+    path: &Path,
+    what: &str,
+    otherwise: &str,
+) -> Result<Zeroizing<[u8; 32]>, String> {
+    let (mut file, len) = open_private_file(path, what, otherwise)?;
+    if len != 32 {
+        return Err(format!("must hold exactly 32 bytes, holds {len}"));
+    }
+    let mut key = Zeroizing::new([0u8; 32]);
+    file.read_exact(&mut key[..])
+        .map_err(|e| format!("cannot read: {e}"))?;
+    Ok(key)
 }
 
 #[cfg(test)]

@@ -8,9 +8,6 @@
 //! got a shell as another user) is no longer enough.
 
 use std::fmt;
-use std::fs::File;
-use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use hmac::digest::KeyInit;
@@ -53,28 +50,8 @@ impl AuditKey {
     pub fn from_sealing_key_file(path: &Path) -> Result<AuditKey, AuditError> {
         let err =
             |what: String| AuditError::general(format!("sealing key {}: {what}", path.display()));
-        let mut file = File::open(path).map_err(|e| err(format!("cannot open: {e}")))?;
-        let meta = file
-            .metadata()
-            .map_err(|e| err(format!("cannot stat: {e}")))?;
-        if !meta.is_file() {
-            return Err(err("not a regular file".into()));
-        }
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(err(format!(
-                "permissions {mode:04o} let group or others access it; refusing to use it"
-            )));
-        }
-        if meta.len() != 32 {
-            return Err(err(format!(
-                "must hold exactly 32 bytes, holds {}",
-                meta.len()
-            )));
-        }
-        let mut key = Zeroizing::new([0u8; 32]);
-        file.read_exact(&mut key[..])
-            .map_err(|e| err(format!("cannot read: {e}")))?;
+        let key = keyshard_store::read_private_key(path, "the sealing key", "make a new key")
+            .map_err(err)?;
         Ok(AuditKey::derive(&key))
     }
 
