@@ -303,6 +303,9 @@ pub struct Registry {
     pub addresses: BTreeMap<ParticipantId, String>,
     /// How each membership request ended, by request id.
     pub membership_requests: BTreeMap<String, Result<(), String>>,
+    /// Node ids removed from the cluster: never members again (issue 16, item 6), so a
+    /// certificate issued for a removed id can never rejoin under it.
+    pub retired: BTreeSet<ParticipantId>,
     next_task: u64,
     max_attempts: u32,
     default_rotation_ms: u64,
@@ -633,6 +636,12 @@ impl Registry {
                 if self.members.contains_key(id) {
                     return Err(format!("node {id} is already a member"));
                 }
+                if self.retired.contains(id) {
+                    return Err(format!(
+                        "node id {id} was removed from this cluster and is never reused: give \
+                         the new node a new id and certificate"
+                    ));
+                }
                 if address.is_empty() || address.len() > MAX_ADDRESS {
                     return Err(format!("address must be 1 to {MAX_ADDRESS} bytes"));
                 }
@@ -674,6 +683,7 @@ impl Registry {
             MembershipChange::Remove { id } => {
                 self.members.remove(id);
                 self.addresses.remove(id);
+                self.retired.insert(*id);
             }
         }
         Ok(())
@@ -1010,6 +1020,24 @@ mod tests {
             r.membership_requests.get("rm2").map(Result::is_err),
             Some(true)
         );
+        // A removed id never comes back (issue 16, item 6): a certificate issued for node 4
+        // cannot rejoin, whoever asks.
+        let again = r.apply(&change(
+            "a3",
+            MembershipChange::Add {
+                id: pid(4),
+                role: NodeRole::Tee,
+                address: "10.0.0.4:7000".into(),
+            },
+        ));
+        let Applied::Membership {
+            result: Err(why), ..
+        } = again
+        else {
+            panic!("re-adding a removed id should be refused: {again:?}");
+        };
+        assert!(why.contains("never reused"), "{why}");
+        assert!(!r.members.contains_key(&pid(4)) && r.retired.contains(&pid(4)));
     }
 
     #[test]
