@@ -314,7 +314,9 @@ pub enum Event {
     },
     /// This node was removed from the cluster and erased its shares; the driver may stop it.
     Removed,
-    /// A committed log entry could not be decoded and was skipped (a bug or a corrupt leader).
+    /// A committed log entry could not be decoded, or claims what this node can see is false
+    /// (a reshare completion with another group key), and was skipped: a bug or a malicious
+    /// leader. An alarm.
     BadLogEntry {
         /// Its index.
         index: u64,
@@ -1205,6 +1207,13 @@ impl Node {
             match Replicated::decode(e.get_data()) {
                 Ok(cmd) => {
                     let applied = self.registry.apply(&cmd);
+                    if let Applied::Refused(reason) = applied {
+                        self.event(Event::BadLogEntry {
+                            index: e.get_index(),
+                            reason,
+                        });
+                        continue;
+                    }
                     self.stats.max_running_dkg = self
                         .stats
                         .max_running_dkg
@@ -1222,7 +1231,7 @@ impl Node {
     fn on_applied(&mut self, cmd: &Replicated, applied: Applied) {
         let changed = applied != Applied::Nothing;
         match applied {
-            Applied::Nothing => {}
+            Applied::Nothing | Applied::Refused(_) => {}
             Applied::Queued(_) | Applied::Requeued { .. } => {
                 if let Applied::Requeued { task, attempt } = applied {
                     self.end_attempt(task, attempt);

@@ -277,6 +277,9 @@ pub enum Applied {
         /// The failed attempt.
         attempt: u32,
     },
+    /// A committed entry claims something every node can see is false (a `CompleteReshare` that
+    /// changes the group key): it changed nothing, and the node raises an alarm.
+    Refused(String),
     /// A membership request was decided: `Ok` means the change is in effect.
     Membership {
         /// Its request id.
@@ -563,6 +566,19 @@ impl Registry {
                 };
                 if k.version != from_version {
                     return Applied::Nothing;
+                }
+                // Resharing never changes the group key: an entry whose package names another
+                // (a malicious leader redirecting deposits) or does not decode changes nothing,
+                // and version `v` stays active and signable everywhere.
+                let old_key = super::sessions::group_public_key(k.scheme, &k.public_key_package);
+                let new_key = super::sessions::group_public_key(k.scheme, public_key_package);
+                if old_key.is_none() || old_key != new_key {
+                    return Applied::Refused(format!(
+                        "CompleteReshare of key {} (task {task}, attempt {attempt}) names another \
+                         group public key or an undecodable package; refused, version {} stays \
+                         active",
+                        t.spec.key, from_version.0
+                    ));
                 }
                 k.version = *version;
                 k.threshold = t.spec.threshold;
@@ -1139,6 +1155,25 @@ mod tests {
 #[cfg(test)]
 mod reshare_tests {
     use super::*;
+    use frost_core::keys::PublicKeyPackage;
+
+    type Ed = frost_ed25519::Ed25519Sha512;
+
+    /// A real Ed25519 public key package (trusted dealer, 2-of-3) and another package with the
+    /// same group key but other verifying shares (what a reshare produces).
+    fn packages(seed: u64) -> (Vec<u8>, Vec<u8>) {
+        let (_, pkp) = crate::frost::testkit::trusted_dealer::<Ed>(2, 3, seed);
+        let (_, other) = crate::frost::testkit::trusted_dealer::<Ed>(2, 3, seed + 1);
+        let reshared = PublicKeyPackage::new(
+            other.verifying_shares().clone(),
+            *pkp.verifying_key(),
+            pkp.min_signers(),
+        );
+        (
+            crate::frost::canonical::encode(&pkp).unwrap(),
+            crate::frost::canonical::encode(&reshared).unwrap(),
+        )
+    }
 
     fn pid(n: u16) -> ParticipantId {
         ParticipantId::new(n).unwrap()
@@ -1166,7 +1201,7 @@ mod reshare_tests {
         r.apply(&Replicated::Complete {
             task: 1,
             attempt: 1,
-            public_key_package: vec![1],
+            public_key_package: packages(1).0,
         });
         r
     }
@@ -1219,21 +1254,35 @@ mod reshare_tests {
             public_key_package: vec![9],
         };
         assert_eq!(r.apply(&dkg), Applied::Nothing);
-        let complete = |version| Replicated::CompleteReshare {
+        let (v1, reshared) = packages(1);
+        let complete_with = |version, public_key_package: Vec<u8>| Replicated::CompleteReshare {
             task: 2,
             attempt: 1,
-            public_key_package: vec![2],
+            public_key_package,
             version: KeyVersion(version),
             at_ms: 7,
         };
+        let complete = |version| complete_with(version, reshared.clone());
         assert_eq!(r.apply(&complete(3)), Applied::Nothing);
+        // Issue 16, item 3: a completion naming another group key (a malicious leader's), or
+        // an undecodable package, changes nothing and is refused loudly; v1 stays active.
+        for forged in [packages(40).0, vec![2]] {
+            let refused = r.apply(&complete_with(2, forged));
+            assert!(
+                matches!(refused, Applied::Refused(ref why) if why.contains("another group public key")),
+                "{refused:?}"
+            );
+            assert_eq!(r.keys[&key].version, KeyVersion(1));
+            assert_eq!(r.keys[&key].public_key_package, v1);
+            assert!(matches!(r.tasks[&2].state, TaskState::Running { .. }));
+        }
         assert_eq!(r.apply(&complete(2)), Applied::Finished(2));
         assert_eq!(r.apply(&complete(2)), Applied::Nothing);
         let k = &r.keys[&key];
         assert_eq!(k.version, KeyVersion(2));
         assert_eq!(k.threshold, 3);
         assert_eq!(k.participants.len(), 5);
-        assert_eq!(k.public_key_package, vec![2]);
+        assert_eq!(k.public_key_package, reshared);
         assert_eq!(k.last_rotated_ms, 7);
     }
 
